@@ -1,0 +1,427 @@
+/**
+ * The reliable, ordered data channel (SPEC section 7) as a pure state machine. Time comes from the
+ * injected clock and the driver calls `tick()` every RESEND_TICK_MS; bytes leave through `send` and
+ * in-order stream messages reach the consumer through `deliver`. No sockets, no timers.
+ */
+import { ProtocolError } from './errors.js';
+import {
+  type DecodedMessage,
+  decodeMessage,
+  encodeMessage,
+  HeaderFlags,
+  MessageType,
+  PayloadType,
+} from './message.js';
+import { type ChannelClosed, buildAcknowledge, parseAcknowledge, parseChannelClosed } from './payloads.js';
+
+export const RESEND_TICK_MS = 100;
+export const INITIAL_SRTT_MS = 100;
+export const INITIAL_RTO_MS = 200;
+export const MAX_RTO_MS = 1000;
+export const CLOCK_GRANULARITY_MS = 10;
+export const DEFAULT_RESEND_DEADLINE_MS = 5 * 60_000;
+/** Unacked bound: enough in flight to fill loopback and WAN pipes, small enough to never overrun an agent. */
+export const DEFAULT_MAX_UNACKED_MESSAGES = 2048;
+export const DEFAULT_MAX_UNACKED_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_REORDER_CAPACITY = 10_000;
+
+export type ChannelRole = 'client' | 'agent';
+
+export interface DataChannelStats {
+  sent: number;
+  received: number;
+  retransmissions: number;
+  duplicates: number;
+  reordered: number;
+  invalid: number;
+  ignored: number;
+  srttMs: number;
+  rttvarMs: number;
+  rtoMs: number;
+  unackedMessages: number;
+  unackedBytes: number;
+}
+
+export interface DataChannelOptions {
+  role: ChannelRole;
+  now: () => number;
+  /** Transmit one frame. Only called while the channel is connected and not paused. */
+  send: (frame: Buffer) => void;
+  /**
+   * An in-order stream message for the consumer. Return false when the consumer cannot take it yet:
+   * the message is then not acknowledged (the peer retransmits it) or stays parked until
+   * `retryDelivery()` (SPEC trap 14: ack only what was processed or buffered).
+   */
+  deliver: (msg: DecodedMessage) => boolean;
+  onChannelClosed?: (closed: ChannelClosed) => void;
+  /** The channel failed for good (resend deadline). */
+  onError?: (err: ProtocolError) => void;
+  /** A malformed frame was dropped; the channel goes on. */
+  onInvalid?: (err: ProtocolError) => void;
+  /** The unacked bound has room again after `writable` went false. */
+  onDrain?: () => void;
+  /** Re-ack duplicates (SPEC trap 13). Only the simulator's emulation of old peers turns this off. */
+  reackDuplicates?: boolean;
+  maxUnackedMessages?: number;
+  maxUnackedBytes?: number;
+  reorderCapacity?: number;
+  resendDeadlineMs?: number;
+  /** Whether the transport is up at construction. */
+  connected?: boolean;
+  /** Reject frames whose PayloadLength disagrees with the bytes present. */
+  strictLength?: boolean;
+}
+
+interface OutgoingEntry {
+  seq: number;
+  frame: Buffer;
+  payloadBytes: number;
+  firstSent: number;
+  lastSent: number;
+  transmitted: boolean;
+  acked: boolean;
+}
+
+export class DataChannel {
+  readonly role: ChannelRole;
+  private readonly opts: DataChannelOptions;
+  private readonly sendType: string;
+  private readonly recvType: string;
+  private readonly maxUnackedMessages: number;
+  private readonly maxUnackedBytes: number;
+  private readonly reorderCapacity: number;
+  private readonly resendDeadlineMs: number;
+  private readonly reack: boolean;
+
+  private nextSendSeq = 0;
+  private expectedRecvSeq = 0;
+  /** FIFO of unacked entries; acked entries in the middle are skipped lazily via `acked`. */
+  private outgoing: OutgoingEntry[] = [];
+  private outHead = 0;
+  private readonly bySeq = new Map<number, OutgoingEntry>();
+  private readonly reorder = new Map<number, DecodedMessage>();
+  /** An in-order message the consumer refused after we had already acked it (it came via reorder). */
+  private parked: DecodedMessage | undefined;
+  private unackedBytes = 0;
+  private blocked = false;
+  private connected: boolean;
+  private paused = false;
+  private failed = false;
+
+  private srtt = INITIAL_SRTT_MS;
+  private rttvar = 0;
+  private rto = INITIAL_RTO_MS;
+  private readonly counters = {
+    sent: 0,
+    received: 0,
+    retransmissions: 0,
+    duplicates: 0,
+    reordered: 0,
+    invalid: 0,
+    ignored: 0,
+  };
+
+  constructor(opts: DataChannelOptions) {
+    this.opts = opts;
+    this.role = opts.role;
+    this.sendType = opts.role === 'client' ? MessageType.InputStreamData : MessageType.OutputStreamData;
+    this.recvType = opts.role === 'client' ? MessageType.OutputStreamData : MessageType.InputStreamData;
+    this.maxUnackedMessages = opts.maxUnackedMessages ?? DEFAULT_MAX_UNACKED_MESSAGES;
+    this.maxUnackedBytes = opts.maxUnackedBytes ?? DEFAULT_MAX_UNACKED_BYTES;
+    this.reorderCapacity = opts.reorderCapacity ?? DEFAULT_REORDER_CAPACITY;
+    this.resendDeadlineMs = opts.resendDeadlineMs ?? DEFAULT_RESEND_DEADLINE_MS;
+    this.reack = opts.reackDuplicates ?? true;
+    this.connected = opts.connected ?? true;
+  }
+
+  get nextSequenceNumber(): number {
+    return this.nextSendSeq;
+  }
+
+  get expectedSequenceNumber(): number {
+    return this.expectedRecvSeq;
+  }
+
+  get isFailed(): boolean {
+    return this.failed;
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** False while the unacked bound is reached: stop reading local sockets until `onDrain`. */
+  get writable(): boolean {
+    return this.bySeq.size < this.maxUnackedMessages && this.unackedBytes < this.maxUnackedBytes;
+  }
+
+  get unackedCount(): number {
+    return this.bySeq.size;
+  }
+
+  stats(): DataChannelStats {
+    return {
+      ...this.counters,
+      srttMs: this.srtt,
+      rttvarMs: this.rttvar,
+      rtoMs: this.rto,
+      unackedMessages: this.bySeq.size,
+      unackedBytes: this.unackedBytes,
+    };
+  }
+
+  /**
+   * Queues one stream message. It is always accepted and buffered until acked (never dropped, SPEC
+   * trap 15); callers respect `writable` to bound memory. Returns the sequence number used.
+   */
+  sendStream(payloadType: number, payload: Uint8Array): number {
+    if (this.failed) throw new ProtocolError('CHANNEL_CLOSED', 'data channel has failed');
+    const seq = this.nextSendSeq++;
+    const now = this.opts.now();
+    const frame = encodeMessage({
+      messageType: this.sendType,
+      sequenceNumber: seq,
+      flags: this.role === 'agent' && seq === 0 ? HeaderFlags.Syn : HeaderFlags.Data,
+      payloadType,
+      payload,
+      createdDate: now,
+    });
+    const entry: OutgoingEntry = {
+      seq,
+      frame,
+      payloadBytes: payload.length,
+      firstSent: now,
+      lastSent: now,
+      transmitted: false,
+      acked: false,
+    };
+    this.outgoing.push(entry);
+    this.bySeq.set(seq, entry);
+    this.unackedBytes += payload.length;
+    if (this.connected && !this.paused) this.transmit(entry, now);
+    if (!this.writable) this.blocked = true;
+    return seq;
+  }
+
+  private transmit(entry: OutgoingEntry, now: number): void {
+    if (entry.transmitted) this.counters.retransmissions++;
+    else this.counters.sent++;
+    entry.transmitted = true;
+    entry.lastSent = now;
+    this.opts.send(entry.frame);
+  }
+
+  /** Feeds one WebSocket frame from the peer. Malformed frames are dropped and reported, never thrown. */
+  receive(frame: Uint8Array): void {
+    if (this.failed) return;
+    const result = decodeMessage(frame, { strictLength: this.opts.strictLength });
+    if (!result.ok) {
+      this.counters.invalid++;
+      this.opts.onInvalid?.(result.error);
+      return;
+    }
+    const msg = result.message;
+    switch (msg.messageType) {
+      case this.recvType:
+        this.resumePublication();
+        this.onStreamMessage(msg);
+        return;
+      case MessageType.Acknowledge:
+        this.resumePublication();
+        this.onAcknowledge(msg);
+        return;
+      case MessageType.ChannelClosed:
+        this.opts.onChannelClosed?.(parseChannelClosed(msg.payload));
+        return;
+      case MessageType.PausePublication:
+        this.paused = true;
+        return;
+      case MessageType.StartPublication:
+        this.resumePublication();
+        return;
+      default:
+        // agent_session_state, data_channel_ready, anything newer: ignore (SPEC 5).
+        this.counters.ignored++;
+    }
+  }
+
+  private sendAck(msg: DecodedMessage): void {
+    if (!this.connected) return;
+    this.opts.send(
+      encodeMessage({
+        messageType: MessageType.Acknowledge,
+        sequenceNumber: 0,
+        flags: HeaderFlags.Ack,
+        payloadType: PayloadType.None,
+        payload: buildAcknowledge(msg.messageType, msg.messageId, msg.sequenceNumber),
+        createdDate: this.opts.now(),
+      }),
+    );
+  }
+
+  private onStreamMessage(msg: DecodedMessage): void {
+    const s = msg.sequenceNumber;
+    this.counters.received++;
+    if (s === this.expectedRecvSeq) {
+      if (this.parked) {
+        // A copy of the parked message, which was acked already: re-ack so the peer stops resending.
+        this.sendAck(msg);
+        return;
+      }
+      // Handshake messages are acked before processing, as the plugin does (SPEC 7.3).
+      const ackFirst = isHandshakePayload(msg.payloadType);
+      if (ackFirst) this.sendAck(msg);
+      if (!this.opts.deliver(msg)) {
+        // Already acked, so the peer will not resend it: keep it until the consumer is ready.
+        if (ackFirst) this.parked = msg;
+        return;
+      }
+      if (!ackFirst) this.sendAck(msg);
+      this.expectedRecvSeq = s + 1;
+      this.drainReorder();
+    } else if (s > this.expectedRecvSeq) {
+      if (this.reorder.has(s) || this.reorder.size < this.reorderCapacity) {
+        this.reorder.set(s, msg);
+        this.counters.reordered++;
+        this.sendAck(msg);
+      }
+    } else {
+      this.counters.duplicates++;
+      if (this.reack) this.sendAck(msg);
+    }
+  }
+
+  private drainReorder(): void {
+    for (;;) {
+      const next = this.parked ?? this.reorder.get(this.expectedRecvSeq);
+      if (!next) return;
+      this.reorder.delete(this.expectedRecvSeq);
+      if (!this.opts.deliver(next)) {
+        this.parked = next;
+        return;
+      }
+      this.parked = undefined;
+      this.expectedRecvSeq++;
+    }
+  }
+
+  /** The consumer is ready again: deliver what was parked or buffered behind it. */
+  retryDelivery(): void {
+    if (!this.failed) this.drainReorder();
+  }
+
+  private onAcknowledge(msg: DecodedMessage): void {
+    const ack = parseAcknowledge(msg.payload);
+    if (!ack) {
+      this.counters.invalid++;
+      this.opts.onInvalid?.(new ProtocolError('BAD_PAYLOAD', 'unparseable acknowledge payload'));
+      return;
+    }
+    const entry = this.bySeq.get(ack.AcknowledgedMessageSequenceNumber);
+    if (!entry) return;
+    this.updateRtt(this.opts.now() - entry.lastSent);
+    entry.acked = true;
+    this.bySeq.delete(entry.seq);
+    this.unackedBytes -= entry.payloadBytes;
+    this.compact();
+    if (this.blocked && this.belowLowWater()) {
+      this.blocked = false;
+      this.opts.onDrain?.();
+    }
+  }
+
+  /** Resume reading only once half the window is free, so sockets are not toggled per ack. */
+  private belowLowWater(): boolean {
+    return this.bySeq.size <= this.maxUnackedMessages / 2 && this.unackedBytes <= this.maxUnackedBytes / 2;
+  }
+
+  private compact(): void {
+    const q = this.outgoing;
+    while (this.outHead < q.length && q[this.outHead].acked) this.outHead++;
+    if (this.outHead === q.length) {
+      this.outgoing = [];
+      this.outHead = 0;
+    } else if (this.outHead > 1024 && this.outHead * 2 > q.length) {
+      this.outgoing = q.slice(this.outHead);
+      this.outHead = 0;
+    }
+  }
+
+  /** SPEC 7.5, including its order: RTTVAR uses the old SRTT. */
+  private updateRtt(sample: number): void {
+    const r = Math.max(0, sample);
+    this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - r);
+    this.srtt = 0.875 * this.srtt + 0.125 * r;
+    this.rto = Math.min(this.srtt + Math.max(CLOCK_GRANULARITY_MS, 4 * this.rttvar), MAX_RTO_MS);
+  }
+
+  private front(): OutgoingEntry | undefined {
+    return this.outHead < this.outgoing.length ? this.outgoing[this.outHead] : undefined;
+  }
+
+  /**
+   * Agent-style retransmission (SPEC 7.6): only the oldest unacked entry, once per RTO. Suspended
+   * while disconnected or paused. An entry unacked past the deadline fails the channel.
+   */
+  tick(): void {
+    if (this.failed) return;
+    const entry = this.front();
+    if (!entry) return;
+    const now = this.opts.now();
+    if (now - entry.firstSent > this.resendDeadlineMs) {
+      this.fail(
+        new ProtocolError(
+          'RESEND_TIMEOUT',
+          `message ${entry.seq} unacknowledged for ${Math.round((now - entry.firstSent) / 1000)} s`,
+        ),
+      );
+      return;
+    }
+    if (!this.connected || this.paused) return;
+    if (!entry.transmitted || now - entry.lastSent > this.rto) this.transmit(entry, now);
+  }
+
+  /**
+   * The transport went down or came back. Sequence numbers and buffers carry over (SPEC 11.2). On
+   * reconnect everything unacked is sent again at once: whatever was in flight on the dead socket is
+   * probably lost, and front-only resending would recover it one message per tick.
+   */
+  setConnected(up: boolean): void {
+    this.connected = up;
+    if (!up || this.failed) return;
+    const now = this.opts.now();
+    const q = this.outgoing;
+    for (let i = this.outHead; i < q.length; i++) if (!q[i].acked) this.transmit(q[i], now);
+  }
+
+  /** Like the agent, any sign of life from the peer ends a pause (SPEC 5.3). */
+  private resumePublication(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.flushUntransmitted();
+  }
+
+  private flushUntransmitted(): void {
+    if (!this.connected) return;
+    const now = this.opts.now();
+    const q = this.outgoing;
+    for (let i = this.outHead; i < q.length; i++) if (!q[i].acked && !q[i].transmitted) this.transmit(q[i], now);
+  }
+
+  private fail(err: ProtocolError): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.opts.onError?.(err);
+  }
+
+  /** Stops the channel: no more sends, retransmissions or deliveries. */
+  close(): void {
+    this.failed = true;
+  }
+}
+
+function isHandshakePayload(t: number): boolean {
+  return (
+    t === PayloadType.HandshakeRequest || t === PayloadType.HandshakeComplete || t === PayloadType.EncChallengeRequest
+  );
+}

@@ -1,0 +1,251 @@
+/**
+ * The client side of a Port session on top of a data channel (SPEC 10): the handshake, then either
+ * multiplexed mode (one smux stream per local connection) or basic mode (one connection at a time,
+ * raw bytes). Pure: local sockets and the data channel are the caller's; this turns their events into
+ * stream messages and back.
+ */
+import { ProtocolError } from './errors.js';
+import { type DecodedMessage, decodeFlag, encodeFlag, PayloadFlag, PayloadType } from './message.js';
+import { buildHandshakeResponse, type PortProperties } from './payloads.js';
+import { CLIENT_VERSION, ClientHandshake } from './handshake.js';
+import { SmuxSession } from './smux.js';
+import { clientModeFor } from './version.js';
+
+/** Upstream never sends more than 1024 payload bytes per stream message (SPEC 10.8). */
+export const DEFAULT_MAX_PAYLOAD = 1024;
+
+export type PortMode = 'mux' | 'basic';
+
+export interface PortSessionInfo {
+  mode: PortMode;
+  agentVersion: string;
+  properties: PortProperties;
+  smuxKeepalive: boolean;
+  /** Whether the agent understands the in-band TerminateSession flag (else call the API). */
+  terminateFlag: boolean;
+  customerMessage: string;
+}
+
+export interface PortSessionHandlers {
+  /** Send one stream message through the data channel. */
+  sendStream(payloadType: number, payload: Buffer): void;
+  /** Handshake complete: connections may be opened now. */
+  ready(info: PortSessionInfo): void;
+  /** Bytes from the remote side for a local connection. */
+  data(connId: number, data: Buffer): void;
+  /** The remote side closed this connection (smux FIN). */
+  remoteClosed(connId: number): void;
+  /** The agent could not reach the destination (Flag 3; carries no stream id, the FIN follows). */
+  connectToPortError(): void;
+  /** The session cannot go on (handshake refused, smux protocol error or keepalive timeout). */
+  failed(err: ProtocolError): void;
+}
+
+export interface PortSessionOptions {
+  clientVersion?: string;
+  maxPayload?: number;
+  now: number;
+}
+
+export class PortSession {
+  private readonly handshake: ClientHandshake;
+  private readonly maxPayload: number;
+  private info: PortSessionInfo | undefined;
+  private smux: SmuxSession | undefined;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private basicConn: number | undefined;
+  private nextBasicConn = 1;
+  private receiveBlocked = false;
+  private dead = false;
+
+  constructor(
+    private readonly opts: PortSessionOptions,
+    private readonly handlers: PortSessionHandlers,
+  ) {
+    this.handshake = new ClientHandshake(opts.clientVersion ?? CLIENT_VERSION);
+    this.maxPayload = opts.maxPayload ?? DEFAULT_MAX_PAYLOAD;
+  }
+
+  get ready(): boolean {
+    return this.info !== undefined && !this.dead;
+  }
+
+  get sessionInfo(): PortSessionInfo | undefined {
+    return this.info;
+  }
+
+  /** In basic mode only one local connection may be open at a time. */
+  get canOpenConnection(): boolean {
+    return this.ready && (this.info!.mode === 'mux' || this.basicConn === undefined);
+  }
+
+  /**
+   * The consumer side of the data channel. Returns false when the data cannot be taken yet (not
+   * acknowledged; the agent resends it).
+   */
+  deliver(msg: DecodedMessage): boolean {
+    if (this.dead) return true;
+    switch (msg.payloadType) {
+      case PayloadType.HandshakeRequest:
+        this.onHandshakeRequest(msg.payload);
+        return true;
+      case PayloadType.HandshakeComplete:
+        this.onHandshakeComplete(msg.payload);
+        return true;
+      case PayloadType.Output:
+        return this.onOutput(msg.payload);
+      case PayloadType.Flag:
+        if (decodeFlag(msg.payload) === PayloadFlag.ConnectToPortError) this.handlers.connectToPortError();
+        return true;
+      default:
+        // EncChallengeRequest cannot happen after we refused KMS; anything else has no meaning here.
+        return true;
+    }
+  }
+
+  private onHandshakeRequest(payload: Buffer): void {
+    const out = this.handshake.onRequest(payload);
+    if (!out) return;
+    this.handlers.sendStream(PayloadType.HandshakeResponse, buildHandshakeResponse(out.response));
+    if (out.error) this.fail(out.error);
+  }
+
+  private onHandshakeComplete(payload: Buffer): void {
+    if (!this.handshake.onComplete(payload)) return;
+    const decision = clientModeFor(this.handshake.agentVersion);
+    this.info = {
+      mode: decision.mode,
+      agentVersion: this.handshake.agentVersion,
+      properties: this.handshake.properties,
+      smuxKeepalive: decision.smuxKeepalive,
+      terminateFlag: decision.terminateFlag,
+      customerMessage: this.handshake.customerMessage,
+    };
+    if (decision.mode === 'mux') {
+      this.smux = new SmuxSession(
+        { role: 'client', keepalive: decision.smuxKeepalive },
+        {
+          output: (bytes) => this.queueOutput(bytes),
+          // The agent never opens streams; refuse any it opens so nothing leaks.
+          streamOpened: (sid) => this.smux?.closeStream(sid),
+          data: (sid, data) => this.handlers.data(sid, data),
+          streamClosed: (sid) => this.handlers.remoteClosed(sid),
+          error: (err) => this.fail(err),
+        },
+        this.opts.now,
+      );
+    }
+    this.handlers.ready(this.info);
+  }
+
+  private onOutput(payload: Buffer): boolean {
+    if (!this.info) return false; // never before HandshakeComplete
+    if (this.receiveBlocked) return false;
+    if (this.smux) {
+      this.smux.receive(payload);
+      this.flushOutput();
+      return true;
+    }
+    // Basic mode: no local connection yet means nowhere to put it; the agent resends (SPEC 10.5).
+    if (this.basicConn === undefined) return false;
+    this.handlers.data(this.basicConn, payload);
+    return true;
+  }
+
+  /**
+   * Back-pressure from local sockets: while blocked, Output is refused unacked. Unblocking returns
+   * true so the caller can ask the data channel to redeliver what it parked.
+   */
+  setReceiveBlocked(blocked: boolean): void {
+    this.receiveBlocked = blocked;
+  }
+
+  /** Opens a connection (an smux stream in mux mode) and returns its id. */
+  openConnection(): number {
+    if (!this.ready) throw new ProtocolError('CHANNEL_CLOSED', 'port session is not ready');
+    if (this.smux) {
+      const sid = this.smux.openStream();
+      this.flushOutput();
+      return sid;
+    }
+    if (this.basicConn !== undefined) {
+      throw new ProtocolError('CHANNEL_CLOSED', 'basic mode carries one connection at a time');
+    }
+    this.basicConn = this.nextBasicConn++;
+    return this.basicConn;
+  }
+
+  write(connId: number, data: Buffer): void {
+    if (this.dead || data.length === 0) return;
+    if (this.smux) {
+      if (!this.smux.hasStream(connId)) return;
+      this.smux.write(connId, data);
+      this.flushOutput();
+      return;
+    }
+    if (connId !== this.basicConn) return;
+    for (let off = 0; off < data.length; off += this.maxPayload) {
+      this.handlers.sendStream(PayloadType.Output, data.subarray(off, off + this.maxPayload));
+    }
+  }
+
+  /** The local side closed: smux FIN in mux mode, DisconnectToPort in basic mode (SPEC 10.7). */
+  closeConnection(connId: number): void {
+    if (this.dead) return;
+    if (this.smux) {
+      this.smux.closeStream(connId);
+      this.flushOutput();
+      return;
+    }
+    if (connId !== this.basicConn) return;
+    this.basicConn = undefined;
+    this.handlers.sendStream(PayloadType.Flag, encodeFlag(PayloadFlag.DisconnectToPort));
+  }
+
+  /** In-band TerminateSession flag (only when `sessionInfo.terminateFlag`). */
+  terminate(): void {
+    if (this.dead) return;
+    this.handlers.sendStream(PayloadType.Flag, encodeFlag(PayloadFlag.TerminateSession));
+    this.close();
+  }
+
+  /** Drives smux keepalive (only on for old agents). */
+  tick(now: number): void {
+    if (this.smux && !this.dead) {
+      this.smux.tick(now);
+      this.flushOutput();
+    }
+  }
+
+  close(): void {
+    this.dead = true;
+    this.smux?.close();
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  private queueOutput(bytes: Buffer): void {
+    this.pending.push(bytes);
+    this.pendingBytes += bytes.length;
+  }
+
+  /** smux output is one byte stream; pack it into Output payloads of at most maxPayload bytes. */
+  private flushOutput(): void {
+    if (this.pendingBytes === 0) return;
+    const chunks = this.pending;
+    const total = this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+    const all = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total);
+    for (let off = 0; off < total; off += this.maxPayload) {
+      this.handlers.sendStream(PayloadType.Output, all.subarray(off, off + this.maxPayload));
+    }
+  }
+
+  private fail(err: ProtocolError): void {
+    if (this.dead) return;
+    this.close();
+    this.handlers.failed(err);
+  }
+}
