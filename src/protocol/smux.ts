@@ -227,7 +227,9 @@ export class SmuxSession {
     const length = b.readUInt16LE(at + 2);
     const sid = b.readUInt32LE(at + 4);
     if (version !== SMUX_VERSION) {
-      this.fail(new ProtocolError('SMUX_PROTOCOL', `smux frame with version ${version}, expected ${SMUX_VERSION}`));
+      this.fail(
+        new ProtocolError('SMUX_PROTOCOL', `smux frame with version ${version}, expected ${SMUX_VERSION}`),
+      );
       return;
     }
     // The body is skipped by its length whatever the command, so a stray body on a control frame

@@ -1,0 +1,160 @@
+/**
+ * Two data channels wired back to back through an in-memory link with a fake clock. The link can drop,
+ * duplicate, delay (and so reorder) frames and simulate transport reconnects, all from a seeded PRNG.
+ */
+import { DataChannel, RESEND_TICK_MS } from '../../src/protocol/data-channel.js';
+import { decodeMessage, MessageType, PayloadType } from '../../src/protocol/message.js';
+
+export interface LinkFaults {
+  drop: number;
+  duplicate: number;
+  /** Max extra random delay in ms; >0 reorders frames. */
+  jitterMs: number;
+  baseDelayMs: number;
+  /** Times (ms) at which the transport drops for `reconnectDownMs`, losing everything in flight. */
+  reconnectAt: number[];
+  reconnectDownMs: number;
+  /** Hook to drop specific frames (e.g. one ack) deterministically. Return true to drop. */
+  dropIf?: (frame: Buffer, from: 'client' | 'agent') => boolean;
+}
+
+interface InFlight {
+  at: number;
+  frame: Buffer;
+  to: 'client' | 'agent';
+}
+
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface PairResult {
+  clientReceived: Buffer[];
+  agentReceived: Buffer[];
+  client: DataChannel;
+  agent: DataChannel;
+  time: number;
+  done: boolean;
+}
+
+export interface PairOptions {
+  seed: number;
+  faults: LinkFaults;
+  clientToAgent: Buffer[];
+  agentToClient: Buffer[];
+  maxTimeMs: number;
+  reackDuplicates?: { client?: boolean; agent?: boolean };
+  maxUnackedMessages?: number;
+}
+
+/** Runs both transfers to completion (or until maxTimeMs) and returns what each side delivered. */
+export function runPair(o: PairOptions): PairResult {
+  const rnd = mulberry32(o.seed);
+  // CreatedDate 0 is invalid on the wire, so the fake clock starts at a realistic epoch.
+  const t0 = 1_700_000_000_000;
+  let now = t0;
+  const clock = () => now;
+  let flight: InFlight[] = [];
+  let up = true;
+  const clientReceived: Buffer[] = [];
+  const agentReceived: Buffer[] = [];
+
+  const transmit = (from: 'client' | 'agent', frame: Buffer) => {
+    if (!up) return;
+    if (o.faults.dropIf?.(frame, from)) return;
+    if (rnd() < o.faults.drop) return;
+    const copies = rnd() < o.faults.duplicate ? 2 : 1;
+    for (let i = 0; i < copies; i++) {
+      flight.push({
+        at: now + o.faults.baseDelayMs + Math.floor(rnd() * (o.faults.jitterMs + 1)),
+        frame,
+        to: from === 'client' ? 'agent' : 'client',
+      });
+    }
+  };
+
+  const client: DataChannel = new DataChannel({
+    role: 'client',
+    now: clock,
+    send: (f) => transmit('client', f),
+    deliver: (m) => {
+      clientReceived.push(Buffer.from(m.payload));
+      return true;
+    },
+    reackDuplicates: o.reackDuplicates?.client,
+    maxUnackedMessages: o.maxUnackedMessages,
+  });
+  const agent: DataChannel = new DataChannel({
+    role: 'agent',
+    now: clock,
+    send: (f) => transmit('agent', f),
+    deliver: (m) => {
+      agentReceived.push(Buffer.from(m.payload));
+      return true;
+    },
+    reackDuplicates: o.reackDuplicates?.agent,
+    maxUnackedMessages: o.maxUnackedMessages,
+  });
+
+  let ci = 0;
+  let ai = 0;
+  const reconnects = o.faults.reconnectAt.map((t) => t0 + t).sort((a, b) => a - b);
+  let downUntil = -1;
+  const finished = () =>
+    ci === o.clientToAgent.length &&
+    ai === o.agentToClient.length &&
+    client.unackedCount === 0 &&
+    agent.unackedCount === 0;
+
+  while (now - t0 <= o.maxTimeMs) {
+    while (ci < o.clientToAgent.length && client.writable) client.sendStream(PayloadType.Output, o.clientToAgent[ci++]);
+    while (ai < o.agentToClient.length && agent.writable) agent.sendStream(PayloadType.Output, o.agentToClient[ai++]);
+    if (finished()) break;
+    if (reconnects.length && now >= reconnects[0]) {
+      reconnects.shift();
+      up = false;
+      flight = [];
+      client.setConnected(false);
+      agent.setConnected(false);
+      downUntil = now + o.faults.reconnectDownMs;
+    }
+    if (!up && now >= downUntil) {
+      up = true;
+      agent.setConnected(true);
+      client.setConnected(true);
+    }
+    const due = flight.filter((f) => f.at <= now);
+    if (due.length) {
+      flight = flight.filter((f) => f.at > now);
+      for (const f of due) (f.to === 'client' ? client : agent).receive(f.frame);
+      continue; // deliveries may have freed window space; refill at the same instant
+    }
+    now += 1;
+    if (now % RESEND_TICK_MS === 0) {
+      client.tick();
+      agent.tick();
+    }
+  }
+  return { clientReceived, agentReceived, client, agent, time: now - t0, done: finished() };
+}
+
+export function isAckFor(frame: Buffer, seq: number): boolean {
+  const r = decodeMessage(frame);
+  return (
+    r.ok &&
+    r.message.messageType === MessageType.Acknowledge &&
+    JSON.parse(r.message.payload.toString()).AcknowledgedMessageSequenceNumber === seq
+  );
+}
+
+export function isStreamSeq(frame: Buffer, seq: number): boolean {
+  const r = decodeMessage(frame);
+  return r.ok && r.message.messageType !== MessageType.Acknowledge && r.message.sequenceNumber === seq;
+}
