@@ -186,7 +186,6 @@ export class SmuxSession {
         offset += n;
         this.headerFilled += n;
         if (this.headerFilled === SMUX_HEADER_SIZE) {
-          this.headerFilled = 0;
           this.onHeader(this.header, 0);
         }
       }

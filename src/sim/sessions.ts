@@ -112,7 +112,7 @@ export class SessionRegistry extends EventEmitter<SessionRegistryEvents> {
   /** true once per valid unused token of a live session; marks it used. */
   consumeClientToken(sessionId: string, token: string): boolean {
     const session = this.sessions.get(sessionId);
-    if (!session || session.status !== 'Connected') return false;
+    if (session?.status !== 'Connected') return false;
     const pending = this.tokens.get(sessionId);
     if (!pending?.has(token)) return false;
     pending.delete(token);

@@ -116,7 +116,15 @@ function parseAuthorization(value: string): ParsedAuthorization | string {
     return 'SignedHeaders must be a semicolon-separated list of lowercase header names.';
   }
   const [accessKeyId, scopeDate, scopeRegion, scopeService, scopeTerminator] = scope;
-  return { accessKeyId, scopeDate, scopeRegion, scopeService, scopeTerminator, signedHeaders: names, signature };
+  return {
+    accessKeyId,
+    scopeDate,
+    scopeRegion,
+    scopeService,
+    scopeTerminator,
+    signedHeaders: names,
+    signature,
+  };
 }
 
 /** Query as the client's signer saw it: decoded values, repeated keys as arrays. */
@@ -161,11 +169,17 @@ export async function verifySigV4(req: SigV4Request, opts: SigV4Options): Promis
 
   const amzDate = headerValue(req.headers, 'x-amz-date');
   if (amzDate === undefined) {
-    return fail('IncompleteSignatureException', "Authorization header requires existence of an 'X-Amz-Date' header.");
+    return fail(
+      'IncompleteSignatureException',
+      "Authorization header requires existence of an 'X-Amz-Date' header.",
+    );
   }
   const signingDate = parseAmzDate(amzDate);
   if (!signingDate) {
-    return fail('IncompleteSignatureException', `X-Amz-Date '${amzDate}' is not of the form YYYYMMDD'T'HHMMSS'Z'.`);
+    return fail(
+      'IncompleteSignatureException',
+      `X-Amz-Date '${amzDate}' is not of the form YYYYMMDD'T'HHMMSS'Z'.`,
+    );
   }
 
   const credential = opts.credentials.find((c) => c.accessKeyId === auth.accessKeyId);
@@ -211,13 +225,22 @@ export async function verifySigV4(req: SigV4Request, opts: SigV4Options): Promis
     );
   }
   if (auth.scopeService !== opts.service) {
-    return fail('InvalidSignatureException', `Credential should be scoped to correct service: '${opts.service}'.`);
+    return fail(
+      'InvalidSignatureException',
+      `Credential should be scoped to correct service: '${opts.service}'.`,
+    );
   }
   if (auth.scopeTerminator !== 'aws4_request') {
-    return fail('InvalidSignatureException', "Credential should be scoped with a valid terminator: 'aws4_request'.");
+    return fail(
+      'InvalidSignatureException',
+      "Credential should be scoped with a valid terminator: 'aws4_request'.",
+    );
   }
   if (!auth.signedHeaders.includes('host')) {
-    return fail('InvalidSignatureException', "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.");
+    return fail(
+      'InvalidSignatureException',
+      "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
+    );
   }
 
   // The signer trusts x-amz-content-sha256 when present, so it must be checked against the real body.
@@ -228,7 +251,10 @@ export async function verifySigV4(req: SigV4Request, opts: SigV4Options): Promis
     claimedHash !== bodyHash &&
     !(claimedHash === 'UNSIGNED-PAYLOAD' && req.body.length === 0)
   ) {
-    return fail('InvalidSignatureException', "The provided 'x-amz-content-sha256' header does not match what was computed.");
+    return fail(
+      'InvalidSignatureException',
+      "The provided 'x-amz-content-sha256' header does not match what was computed.",
+    );
   }
 
   const qIndex = req.url.indexOf('?');

@@ -1,0 +1,30 @@
+/**
+ * The API listens on loopback, but any web page the user visits can still send requests to
+ * localhost. Refuse what a browser would send: a Host that is not ours (DNS rebinding) and any
+ * cross-site Origin or Sec-Fetch-Site (CSRF).
+ */
+import type { FastifyInstance } from 'fastify';
+
+const LOCAL_HOST_RE = /^(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/i;
+
+export function registerSecurity(app: FastifyInstance): void {
+  app.addHook('onRequest', async (req, reply) => {
+    const host = req.headers.host ?? '';
+    if (!LOCAL_HOST_RE.test(host)) {
+      return reply.status(403).send({ code: 'FORBIDDEN_HOST', message: `Host ${JSON.stringify(host)} is not allowed` });
+    }
+    const origin = req.headers.origin;
+    const site = req.headers['sec-fetch-site'];
+    if ((origin && origin !== 'null' && !isLocalOrigin(origin)) || origin === 'null' || (site && site !== 'same-origin' && site !== 'none')) {
+      return reply.status(403).send({ code: 'FORBIDDEN_ORIGIN', message: 'browser requests are not allowed' });
+    }
+  });
+}
+
+function isLocalOrigin(origin: string): boolean {
+  try {
+    return LOCAL_HOST_RE.test(new URL(origin).host);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * The local HTTP API (127.0.0.1 only). Built by a factory so tests use `app.inject()`; it reads the
+ * daemon only through the TunnelManager. Errors are JSON `{ code, message }`.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { TunnelManager } from '../daemon/manager.js';
+import { TunnelError } from '../daemon/errors.js';
+import { registerSecurity } from './security.js';
+
+export interface ApiDeps {
+  manager: TunnelManager;
+  logger?: Logger;
+  version: string;
+}
+
+const errorSchema = {
+  type: 'object',
+  properties: { code: { type: 'string' }, message: { type: 'string' }, fix: { type: 'string' } },
+  required: ['code', 'message'],
+} as const;
+
+const nameParams = {
+  type: 'object',
+  properties: { name: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' } },
+  required: ['name'],
+} as const;
+
+export function buildApi(deps: ApiDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.logger?.child({ component: 'api' }) as FastifyBaseLogger | undefined,
+    disableRequestLogging: true,
+  }) as unknown as FastifyInstance;
+  registerSecurity(app);
+
+  app.setErrorHandler((err, _req, reply) => {
+    if (err instanceof TunnelError) {
+      const status = err.message.startsWith('no tunnel named') ? 404 : 502;
+      return reply.status(status).send({ code: err.code, message: err.message, fix: err.fix });
+    }
+    const e = err as { validation?: unknown; statusCode?: number; code?: string; message: string };
+    if (e.validation) return reply.status(400).send({ code: 'BAD_REQUEST', message: e.message });
+    const status = e.statusCode && e.statusCode >= 400 && e.statusCode < 500 ? e.statusCode : 500;
+    return reply.status(status).send({ code: e.code ?? 'INTERNAL', message: e.message });
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply.status(404).send({ code: 'NOT_FOUND', message: `no route ${req.method} ${req.url}` }),
+  );
+
+  app.get('/health', async () => ({ ok: true, version: deps.version, tunnels: deps.manager.list().length }));
+
+  app.get('/tunnels', async () => ({ tunnels: deps.manager.list() }));
+
+  app.get('/tunnels/:name', { schema: { params: nameParams, response: { 404: errorSchema } } }, async (req) => {
+    const { name } = req.params as { name: string };
+    return deps.manager.require(name).status();
+  });
+
+  app.post('/tunnels/:name/open', { schema: { params: nameParams } }, async (req) => {
+    const { name } = req.params as { name: string };
+    return deps.manager.open(name);
+  });
+
+  app.post('/tunnels/:name/close', { schema: { params: nameParams } }, async (req) => {
+    const { name } = req.params as { name: string };
+    return deps.manager.close(name);
+  });
+
+  return app;
+}

@@ -1,0 +1,209 @@
+/**
+ * The AWS side as the daemon sees it: SSM StartSession / ResumeSession / TerminateSession /
+ * DescribeInstanceInformation through @aws-sdk/client-ssm with the SDK's default credential chain per
+ * profile and region, and the SigV4 signature for the data-channel WebSocket upgrade (SPEC 3.2).
+ */
+import {
+  DescribeInstanceInformationCommand,
+  ResumeSessionCommand,
+  SSMClient,
+  StartSessionCommand,
+  TerminateSessionCommand,
+} from '@aws-sdk/client-ssm';
+import { Sha256 } from '@aws-crypto/sha256-js';
+import { HttpRequest } from '@smithy/protocol-http';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { TunnelError } from './errors.js';
+
+export interface SessionTokens {
+  sessionId: string;
+  tokenValue: string;
+  streamUrl: string;
+}
+
+export interface AwsTarget {
+  profile?: string;
+  region: string;
+  endpoint?: string;
+}
+
+/** What a tunnel needs from AWS; the daemon's only dependency on the SDK. */
+export interface SsmGateway {
+  startSession(target: string, documentName: string, parameters: Record<string, string[]>): Promise<SessionTokens>;
+  /** Undefined when the service says the session is gone (empty TokenValue, SPEC 2.3). */
+  resumeSession(sessionId: string): Promise<SessionTokens | undefined>;
+  terminateSession(sessionId: string): Promise<void>;
+  /** Online instance ids carrying tag key=value. */
+  findInstancesByTag(key: string, value: string): Promise<string[]>;
+  /** Headers for the signed WebSocket upgrade of `streamUrl`. */
+  signStreamUrl(streamUrl: string): Promise<Record<string, string>>;
+  /** True when the SSM endpoint is on this machine (the simulator): plain ws:// is then acceptable. */
+  readonly loopbackEndpoint: boolean;
+  destroy(): void;
+}
+
+const PRESIGNED_KEYS = [
+  'X-Amz-Algorithm',
+  'X-Amz-Credential',
+  'X-Amz-Date',
+  'X-Amz-Expires',
+  'X-Amz-SignedHeaders',
+  'X-Amz-Signature',
+  'X-Amz-Security-Token',
+];
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+export function createSsmGateway(t: AwsTarget): SsmGateway {
+  const endpoint = t.endpoint ?? process.env.AWS_ENDPOINT_URL_SSM ?? process.env.AWS_ENDPOINT_URL;
+  const client = new SSMClient({
+    region: t.region,
+    ...(t.profile ? { profile: t.profile } : {}),
+    ...(endpoint ? { endpoint } : {}),
+  });
+  const fixFor = (e: unknown) => classifyAwsError(e, t.profile);
+  return {
+    loopbackEndpoint: endpoint ? isLoopbackHost(new URL(endpoint).hostname) : false,
+    async startSession(target, documentName, parameters) {
+      try {
+        const out = await client.send(
+          new StartSessionCommand({ Target: target, DocumentName: documentName, Parameters: parameters }),
+        );
+        if (!out.SessionId || !out.TokenValue || !out.StreamUrl) {
+          throw new TunnelError('AWS_ERROR', 'StartSession returned no SessionId, TokenValue or StreamUrl');
+        }
+        return { sessionId: out.SessionId, tokenValue: out.TokenValue, streamUrl: out.StreamUrl };
+      } catch (e) {
+        throw fixFor(e);
+      }
+    },
+    async resumeSession(sessionId) {
+      try {
+        const out = await client.send(new ResumeSessionCommand({ SessionId: sessionId }));
+        if (!out.TokenValue) return undefined;
+        return { sessionId, tokenValue: out.TokenValue, streamUrl: out.StreamUrl ?? '' };
+      } catch (e) {
+        if ((e as { name?: string }).name === 'DoesNotExistException') return undefined;
+        throw fixFor(e);
+      }
+    },
+    async terminateSession(sessionId) {
+      try {
+        await client.send(new TerminateSessionCommand({ SessionId: sessionId }));
+      } catch (e) {
+        throw fixFor(e);
+      }
+    },
+    async findInstancesByTag(key, value) {
+      const ids: string[] = [];
+      let next: string | undefined;
+      try {
+        do {
+          const out = await client.send(
+            new DescribeInstanceInformationCommand({
+              Filters: [
+                { Key: `tag:${key}`, Values: [value] },
+                { Key: 'PingStatus', Values: ['Online'] },
+              ],
+              NextToken: next,
+            }),
+          );
+          for (const i of out.InstanceInformationList ?? []) {
+            if (i.InstanceId && i.PingStatus === 'Online') ids.push(i.InstanceId);
+          }
+          next = out.NextToken;
+        } while (next);
+      } catch (e) {
+        throw fixFor(e);
+      }
+      return ids;
+    },
+    async signStreamUrl(streamUrl) {
+      const url = new URL(streamUrl);
+      if (PRESIGNED_KEYS.some((k) => url.searchParams.has(k))) return {};
+      let credentials: Awaited<ReturnType<NonNullable<typeof client.config.credentials>>>;
+      try {
+        credentials = await client.config.credentials();
+      } catch (e) {
+        throw fixFor(e);
+      }
+      const signer = new SignatureV4({ service: 'ssmmessages', region: t.region, credentials, sha256: Sha256 });
+      const query: Record<string, string> = {};
+      for (const [k, v] of url.searchParams) query[k] = v;
+      const signed = await signer.sign(
+        new HttpRequest({
+          method: 'GET',
+          protocol: url.protocol === 'ws:' ? 'http:' : 'https:',
+          hostname: url.hostname,
+          port: url.port ? Number(url.port) : undefined,
+          path: url.pathname,
+          query,
+          headers: { host: url.host },
+        }),
+      );
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(signed.headers)) if (k.toLowerCase() !== 'host') headers[k] = String(v);
+      return headers;
+    },
+    destroy() {
+      client.destroy();
+    },
+  };
+}
+
+/** Turns SDK and credential-provider failures into errors that say which command fixes them. */
+export function classifyAwsError(e: unknown, profile?: string): TunnelError {
+  if (e instanceof TunnelError) return e;
+  const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  const name = err.name ?? 'Error';
+  const message = err.message ?? String(e);
+  const p = profile ? ` --profile ${profile}` : '';
+  if (/sso/i.test(message) && /(expired|invalid|refresh|token)/i.test(message)) {
+    return new TunnelError('SSO_LOGIN_REQUIRED', `AWS SSO session expired: ${message}`, `run: aws sso login${p}`, {
+      cause: e,
+    });
+  }
+  switch (name) {
+    case 'CredentialsProviderError':
+      return new TunnelError(
+        'CREDENTIALS_MISSING',
+        `no AWS credentials found${profile ? ` for profile ${profile}` : ''}: ${message}`,
+        profile
+          ? `check ~/.aws/config has [profile ${profile}], or run: aws sso login${p}`
+          : 'set a profile in the tunnel config, or export AWS credentials',
+        { cause: e },
+      );
+    case 'ExpiredTokenException':
+    case 'ExpiredToken':
+    case 'RequestExpired':
+    case 'TokenRefreshRequired':
+      return new TunnelError('CREDENTIALS_EXPIRED', `AWS credentials expired: ${message}`, `refresh them, e.g. aws sso login${p}`, {
+        cause: e,
+      });
+    case 'AccessDeniedException':
+    case 'UnrecognizedClientException':
+    case 'InvalidSignatureException':
+      return new TunnelError(
+        'ACCESS_DENIED',
+        `${name}: ${message}`,
+        'the IAM identity needs ssm:StartSession on the target and document, and ssmmessages:OpenDataChannel',
+        { cause: e },
+      );
+    case 'TargetNotConnected':
+      return new TunnelError(
+        'TARGET_NOT_CONNECTED',
+        `${name}: ${message}`,
+        'check the instance is running and its SSM agent is online (Fleet Manager)',
+        { cause: e },
+      );
+    case 'InvalidDocument':
+      return new TunnelError('INVALID_DOCUMENT', `${name}: ${message}`, undefined, { cause: e });
+    case 'ThrottlingException':
+      return new TunnelError('THROTTLED', `${name}: ${message}`, 'retry in a moment', { cause: e });
+    default:
+      return new TunnelError('AWS_ERROR', `${name}: ${message}`, undefined, { cause: e });
+  }
+}

@@ -1,0 +1,441 @@
+/**
+ * A named tunnel: local listeners that are always there, an SSM session opened lazily on the first
+ * connection and shared by every later one (one smux stream each), basic-mode serialisation for old
+ * agents, back-pressure both ways, idle close, and a status the API can show.
+ */
+import net from 'node:net';
+import type { Logger } from 'pino';
+import type { AwsTarget, SsmGateway } from './aws.js';
+import type { TunnelConfig } from './config.js';
+import { TunnelError } from './errors.js';
+import { ClientSession, type SessionOptions } from './session.js';
+
+export type TunnelState = 'listening' | 'connecting' | 'open' | 'reconnecting' | 'error' | 'stopped';
+
+export interface TunnelStatus {
+  name: string;
+  state: TunnelState;
+  localPort: number;
+  bind: string[];
+  listening: string[];
+  remote: string;
+  target: string;
+  resolvedTarget?: string;
+  sessionId?: string;
+  mode?: 'mux' | 'basic';
+  agentVersion?: string;
+  /** Basic mode carries one connection at a time; the rest wait. */
+  note?: string;
+  connections: number;
+  waiting: number;
+  totalConnections: number;
+  bytesToRemote: number;
+  bytesFromRemote: number;
+  rttMs?: number;
+  retransmissions: number;
+  reconnects: number;
+  sessionsStarted: number;
+  openedAt?: string;
+  lastError?: { code: string; message: string; fix?: string; at: string };
+}
+
+export interface TunnelDeps {
+  gateway: (t: AwsTarget) => SsmGateway;
+  logger: Logger;
+  /** Overrides for tests and benchmarks (timeouts, window sizes). */
+  session?: Partial<Pick<SessionOptions, 'handshakeTimeoutMs' | 'maxReconnectMs' | 'pingIntervalMs' | 'deadAfterMs' | 'maxUnackedMessages' | 'maxUnackedBytes'>>;
+}
+
+/** Above this much data queued in local sockets, stop taking data from the agent (it resends later). */
+const LOCAL_HIGH_WATER = 4 * 1024 * 1024;
+const LOCAL_LOW_WATER = 1024 * 1024;
+const EAGER_REOPEN_MS = 5_000;
+
+interface Conn {
+  socket: net.Socket;
+  id?: number;
+}
+
+export class Tunnel {
+  readonly config: TunnelConfig;
+  private readonly log: Logger;
+  private servers: net.Server[] = [];
+  private listening: string[] = [];
+  private session: ClientSession | undefined;
+  private opening: Promise<ClientSession> | undefined;
+  private readonly byId = new Map<number, Conn>();
+  private waiting: Conn[] = [];
+  private state: TunnelState = 'listening';
+  private stopped = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private reopenTimer: NodeJS.Timeout | undefined;
+  private receiveBlocked = false;
+  private resolvedTarget: string | undefined;
+  private lastError: TunnelStatus['lastError'];
+  private openedAt: string | undefined;
+  private counters = { total: 0, toRemote: 0, fromRemote: 0, sessions: 0, reconnects: 0, retransmissions: 0 };
+
+  constructor(
+    config: TunnelConfig,
+    private readonly deps: TunnelDeps,
+  ) {
+    this.config = config;
+    this.log = deps.logger.child({ tunnel: config.name });
+  }
+
+  /** Binds every configured address. A bind failure is this tunnel's error, never another's. */
+  async start(): Promise<void> {
+    const errors: string[] = [];
+    for (const host of this.config.bind) {
+      try {
+        this.servers.push(await this.listen(host));
+        this.listening.push(host);
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        // A machine without IPv6 still gets a working tunnel on 127.0.0.1.
+        if (host === '::1' && (err.code === 'EADDRNOTAVAIL' || err.code === 'EAFNOSUPPORT')) {
+          this.log.warn({ host }, 'IPv6 loopback unavailable; listening on the other addresses only');
+          continue;
+        }
+        errors.push(`${host}:${this.config.localPort}: ${err.code ?? err.message}`);
+      }
+    }
+    if (this.listening.length === 0 || errors.length > 0) {
+      await this.closeServers();
+      this.state = 'error';
+      const inUse = errors.some((e) => e.includes('EADDRINUSE'));
+      this.setError(
+        new TunnelError(
+          'LISTEN_FAILED',
+          `cannot listen on ${errors.join(', ')}`,
+          inUse ? `another program uses port ${this.config.localPort}; pick another local_port` : undefined,
+        ),
+      );
+      return;
+    }
+    this.log.info({ port: this.config.localPort, bind: this.listening }, 'listening');
+    if (!this.config.lazy) void this.ensureSession().catch(() => {});
+  }
+
+  private listen(host: string): Promise<net.Server> {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
+      server.once('error', reject);
+      server.listen({ host, port: this.config.localPort, ipv6Only: host.includes(':') }, () => {
+        server.off('error', reject);
+        server.on('error', (e) => this.log.error({ err: e.message }, 'listener error'));
+        resolve(server);
+      });
+    });
+  }
+
+  private onConnection(socket: net.Socket): void {
+    if (this.stopped) {
+      socket.destroy();
+      return;
+    }
+    this.counters.total++;
+    socket.setNoDelay(true);
+    const conn: Conn = { socket };
+    socket.on('error', () => {}); // 'close' follows
+    socket.on('close', () => this.onLocalClose(conn));
+    this.clearIdle();
+    const session = this.session;
+    if (session && !session.isEnded && this.waiting.length === 0 && session.canOpenConnection) {
+      this.attach(session, conn);
+      return;
+    }
+    socket.pause();
+    this.waiting.push(conn);
+    if (!session || session.isEnded) {
+      void this.ensureSession().catch(() => {});
+    }
+  }
+
+  /** Opens the session once; concurrent callers share the same attempt. */
+  ensureSession(): Promise<ClientSession> {
+    if (this.session && !this.session.isEnded) return Promise.resolve(this.session);
+    if (this.opening) return this.opening;
+    this.state = 'connecting';
+    this.opening = this.openSession().finally(() => {
+      this.opening = undefined;
+    });
+    return this.opening;
+  }
+
+  private async openSession(): Promise<ClientSession> {
+    const c = this.config;
+    try {
+      const aws = this.deps.gateway({ profile: c.profile, region: c.region, endpoint: c.endpoint });
+      const target = await this.resolveTarget(aws);
+      this.counters.sessions++;
+      const session = await ClientSession.start({
+        aws,
+        target,
+        documentName: c.documentName,
+        parameters: c.parameters,
+        logger: this.log,
+        ...this.deps.session,
+        handlers: {
+          data: (id, data) => this.onRemoteData(id, data),
+          remoteClosed: (id) => this.onRemoteClosed(id),
+          connectToPortError: () =>
+            this.setError(
+              new TunnelError(
+                'CONNECT_TO_PORT_ERROR',
+                `the agent could not connect to ${this.remote()}`,
+                'check the database is up and the bastion can reach it (security groups)',
+              ),
+            ),
+          drain: () => this.resumeLocalReads(),
+          reconnecting: () => {
+            this.state = 'reconnecting';
+          },
+          reconnected: () => {
+            this.counters.reconnects++;
+            this.state = 'open';
+          },
+          closed: (err) => this.onSessionClosed(session, err),
+        },
+      });
+      if (this.stopped) {
+        await session.terminate();
+        throw new TunnelError('TUNNEL_STOPPED', 'tunnel stopped while opening');
+      }
+      this.session = session;
+      this.state = 'open';
+      this.openedAt = new Date().toISOString();
+      this.log.info({ sessionId: session.sessionId, mode: session.info.mode, target }, 'session open');
+      this.serveWaiting();
+      this.armIdle();
+      return session;
+    } catch (e) {
+      const err = e instanceof TunnelError ? e : new TunnelError('AWS_ERROR', (e as Error).message);
+      this.setError(err);
+      this.state = this.stopped ? 'stopped' : 'error';
+      // Waiting clients get a prompt close rather than a hang; the next connection retries.
+      for (const conn of this.waiting) conn.socket.destroy();
+      this.waiting = [];
+      this.scheduleEagerReopen();
+      throw err;
+    }
+  }
+
+  private async resolveTarget(aws: SsmGateway): Promise<string> {
+    const t = this.config.target;
+    if (t.kind === 'instance') return t.instanceId;
+    const ids = await aws.findInstancesByTag(t.key, t.value);
+    if (ids.length === 0) {
+      throw new TunnelError(
+        'TARGET_NOT_FOUND',
+        `no online managed instance has tag ${t.key}=${t.value}`,
+        'check the tag, the region, and that the instance is running with its SSM agent online',
+      );
+    }
+    // Prefer the instance we used before, so the same bastion serves a tunnel while it stays online.
+    this.resolvedTarget = this.resolvedTarget && ids.includes(this.resolvedTarget) ? this.resolvedTarget : ids.sort()[0];
+    return this.resolvedTarget;
+  }
+
+  private serveWaiting(): void {
+    const session = this.session;
+    while (session && !session.isEnded && this.waiting.length > 0 && session.canOpenConnection) {
+      const conn = this.waiting.shift()!;
+      if (conn.socket.destroyed) continue;
+      this.attach(session, conn);
+    }
+  }
+
+  private attach(session: ClientSession, conn: Conn): void {
+    const id = session.openConnection();
+    conn.id = id;
+    this.byId.set(id, conn);
+    const socket = conn.socket;
+    socket.on('data', (data: Buffer) => {
+      this.counters.toRemote += data.length;
+      session.write(id, data);
+      if (!session.writable) this.pauseLocalReads();
+    });
+    socket.on('end', () => this.onLocalClose(conn));
+    socket.on('drain', () => this.checkLocalBuffers());
+    if (session.writable) socket.resume();
+  }
+
+  private pauseLocalReads(): void {
+    for (const c of this.byId.values()) c.socket.pause();
+  }
+
+  private resumeLocalReads(): void {
+    for (const c of this.byId.values()) if (!c.socket.destroyed) c.socket.resume();
+  }
+
+  private onRemoteData(id: number, data: Buffer): void {
+    const conn = this.byId.get(id);
+    if (!conn) return;
+    this.counters.fromRemote += data.length;
+    if (!conn.socket.write(data)) this.checkLocalBuffers();
+  }
+
+  /** Session-wide back-pressure, as smux v1 has no per-stream window (SPEC 10.3.2). */
+  private checkLocalBuffers(): void {
+    let queued = 0;
+    for (const c of this.byId.values()) queued += c.socket.writableLength;
+    const session = this.session;
+    if (!session) return;
+    if (!this.receiveBlocked && queued > LOCAL_HIGH_WATER) {
+      this.receiveBlocked = true;
+      session.setReceiveBlocked(true);
+    } else if (this.receiveBlocked && queued < LOCAL_LOW_WATER) {
+      this.receiveBlocked = false;
+      session.setReceiveBlocked(false);
+    }
+  }
+
+  private onRemoteClosed(id: number): void {
+    const conn = this.byId.get(id);
+    if (!conn) return;
+    this.byId.delete(id);
+    conn.id = undefined;
+    conn.socket.end();
+    this.afterConnectionGone();
+  }
+
+  private onLocalClose(conn: Conn): void {
+    const waitingIdx = this.waiting.indexOf(conn);
+    if (waitingIdx >= 0) this.waiting.splice(waitingIdx, 1);
+    if (conn.id !== undefined) {
+      const id = conn.id;
+      conn.id = undefined;
+      this.byId.delete(id);
+      if (!conn.socket.destroyed) conn.socket.destroy();
+      const session = this.session;
+      if (session && !session.isEnded) session.closeConnection(id);
+    }
+    this.afterConnectionGone();
+  }
+
+  private afterConnectionGone(): void {
+    if (this.receiveBlocked) this.checkLocalBuffers();
+    this.serveWaiting();
+    this.armIdle();
+  }
+
+  private armIdle(): void {
+    if (this.byId.size > 0 || this.waiting.length > 0 || !this.session || this.idleTimer) return;
+    const ms = this.config.idleTimeoutMs;
+    if (ms <= 0 || !this.config.lazy) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.byId.size === 0 && this.waiting.length === 0 && this.session) {
+        this.log.info({ idleMs: ms }, 'idle: terminating session');
+        void this.closeSession();
+      }
+    }, ms);
+    this.idleTimer.unref();
+  }
+
+  private clearIdle(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
+  private onSessionClosed(session: ClientSession, err: TunnelError | undefined): void {
+    if (this.session !== session) return;
+    this.session = undefined;
+    this.counters.retransmissions += session.stats().channel.retransmissions;
+    this.receiveBlocked = false;
+    this.clearIdle();
+    // Connections on a dead session cannot be saved: close them so clients notice at once.
+    for (const conn of this.byId.values()) {
+      conn.id = undefined;
+      conn.socket.destroy();
+    }
+    this.byId.clear();
+    if (err) this.setError(err);
+    this.state = this.stopped ? 'stopped' : err ? 'error' : 'listening';
+    if (this.stopped) return;
+    if (this.waiting.length > 0) void this.ensureSession().catch(() => {});
+    else this.scheduleEagerReopen();
+  }
+
+  private scheduleEagerReopen(): void {
+    if (this.config.lazy || this.stopped || this.reopenTimer) return;
+    this.reopenTimer = setTimeout(() => {
+      this.reopenTimer = undefined;
+      if (!this.stopped) void this.ensureSession().catch(() => {});
+    }, EAGER_REOPEN_MS);
+    this.reopenTimer.unref();
+  }
+
+  private setError(err: TunnelError): void {
+    this.lastError = { code: err.code, message: err.message, fix: err.fix, at: new Date().toISOString() };
+    this.log.warn({ code: err.code, fix: err.fix }, err.message);
+  }
+
+  /** Opens the session now (API "open"). */
+  async open(): Promise<void> {
+    if (this.stopped) throw new TunnelError('TUNNEL_STOPPED', 'tunnel is stopped');
+    await this.ensureSession();
+  }
+
+  /** Terminates the session but keeps listening (API "close", idle timeout). */
+  async closeSession(): Promise<void> {
+    await this.session?.terminate();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.clearIdle();
+    if (this.reopenTimer) clearTimeout(this.reopenTimer);
+    await this.closeServers();
+    for (const conn of this.waiting) conn.socket.destroy();
+    this.waiting = [];
+    await this.closeSession();
+    if (this.opening) await this.opening.catch(() => {});
+    for (const conn of this.byId.values()) conn.socket.destroy();
+    this.byId.clear();
+    this.state = 'stopped';
+  }
+
+  private async closeServers(): Promise<void> {
+    await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.servers = [];
+    this.listening = [];
+  }
+
+  private remote(): string {
+    return `${this.config.remoteHost ?? 'the bastion'}:${this.config.remotePort}`;
+  }
+
+  status(): TunnelStatus {
+    const c = this.config;
+    const s = this.session && !this.session.isEnded ? this.session.stats() : undefined;
+    const basic = s?.mode === 'basic';
+    return {
+      name: c.name,
+      state: this.state,
+      localPort: c.localPort,
+      bind: c.bind,
+      listening: this.listening,
+      remote: this.remote(),
+      target: c.target.kind === 'instance' ? c.target.instanceId : `tag:${c.target.key}=${c.target.value}`,
+      resolvedTarget: this.resolvedTarget,
+      sessionId: s?.sessionId,
+      mode: s?.mode,
+      agentVersion: s?.agentVersion,
+      note: basic ? 'basic mode (old SSM agent): one connection at a time, others wait' : undefined,
+      connections: this.byId.size,
+      waiting: this.waiting.length,
+      totalConnections: this.counters.total,
+      bytesToRemote: this.counters.toRemote,
+      bytesFromRemote: this.counters.fromRemote,
+      rttMs: s ? Math.round(s.channel.srttMs * 100) / 100 : undefined,
+      retransmissions: this.counters.retransmissions + (s?.channel.retransmissions ?? 0),
+      reconnects: this.counters.reconnects,
+      sessionsStarted: this.counters.sessions,
+      openedAt: s ? this.openedAt : undefined,
+      lastError: this.lastError,
+    };
+  }
+}
