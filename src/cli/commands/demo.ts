@@ -1,0 +1,185 @@
+/**
+ * `ssmtun demo`: the whole product on this machine. The simulated AWS side, a local destination (an
+ * echo server, and a throw-away PostgreSQL when one is installed) and the daemon with a demo config,
+ * all on loopback. `--once` does one round trip through a tunnel and prints a one-line summary.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { buildApi } from '../../api/server.js';
+import { parseConfig } from '../../daemon/config.js';
+import { createLogger } from '../../daemon/logger.js';
+import { TunnelManager } from '../../daemon/manager.js';
+import { startSimulator } from '../../sim/index.js';
+import { connect, freePort, readExactly, startEchoServer } from '../../sim/net.js';
+import { type PgCluster, pgAvailable, startPostgres } from '../../sim/postgres.js';
+import { VERSION } from '../version.js';
+
+export async function demoCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      once: { type: 'boolean' },
+      'no-pacing': { type: 'boolean' },
+      'no-postgres': { type: 'boolean' },
+      'api-port': { type: 'string' },
+      verbose: { type: 'boolean', short: 'v' },
+    },
+  });
+  const once = values.once ?? false;
+  const logger = createLogger({ level: values.verbose ? 'info' : 'warn', pretty: !once && process.stdout.isTTY });
+  const out = (s: string) => process.stdout.write(`${s}\n`);
+
+  const sim = await startSimulator({ port: 0, logger: logger.child({ component: 'sim' }) });
+  const cleanup: Array<() => Promise<unknown>> = [() => sim.close()];
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ssmtun-demo-'));
+  cleanup.push(() => rm(dir, { recursive: true, force: true }));
+  let pg: PgCluster | undefined;
+  try {
+    if (values['no-pacing']) {
+      for (const i of sim.instances) await setInstancePacing(sim.endpoint, i.id, false);
+    }
+    const echo = await startEchoServer();
+    cleanup.push(() => echo.close());
+    if (!values['no-postgres'] && pgAvailable()) {
+      pg = await startPostgres().catch((e: Error) => {
+        logger.warn({ err: e.message }, 'PostgreSQL did not start; the demo goes on with the echo tunnel only');
+        return undefined;
+      });
+      if (pg) cleanup.push(() => pg!.stop());
+    }
+
+    // The daemon talks to the simulator exactly as it would to AWS: SDK, credentials chain, endpoint.
+    process.env.AWS_ACCESS_KEY_ID = sim.accessKeyId;
+    process.env.AWS_SECRET_ACCESS_KEY = sim.secretAccessKey;
+    process.env.AWS_REGION = sim.region;
+    delete process.env.AWS_PROFILE;
+    process.env.AWS_CONFIG_FILE = path.join(dir, 'aws-config-none');
+    process.env.AWS_SHARED_CREDENTIALS_FILE = path.join(dir, 'aws-credentials-none');
+
+    const echoLocal = await freePort();
+    const pgLocal = pg ? await freePort() : 0;
+    const configText = demoConfig(sim.endpoint, sim.region, echo.port, echoLocal, pg?.port, pgLocal);
+    const configFile = path.join(dir, 'config.toml');
+    await writeFile(configFile, configText, { mode: 0o600 });
+    const config = parseConfig(configText, configFile);
+
+    const manager = new TunnelManager({ logger });
+    cleanup.unshift(() => manager.stop());
+    await manager.start(config.tunnels);
+
+    if (once) return await roundTrip(manager, echoLocal, pg, pgLocal, out);
+
+    const apiPort = Number(values['api-port'] ?? 7711);
+    const api = buildApi({ manager, logger, version: VERSION });
+    let apiLine: string;
+    try {
+      await api.listen({ host: '127.0.0.1', port: apiPort });
+      cleanup.unshift(() => api.close());
+      apiLine = `curl -s localhost:${apiPort}/tunnels`;
+    } catch {
+      apiLine = `(port ${apiPort} is busy, so the API is off; try --api-port N)`;
+    }
+    out(`ssmtun demo: simulated AWS at ${sim.endpoint}, daemon with ${config.tunnels.length} tunnel(s). Config: ${configFile}`);
+    out('');
+    out('Try, in another terminal:');
+    out(`  ${apiLine}`);
+    out(`  echo hello | nc -q1 127.0.0.1 ${echoLocal}        # tunnel "demo-echo" to an echo server`);
+    if (pg) out(`  psql "host=127.0.0.1 port=${pgLocal} user=postgres dbname=postgres" -c 'select version()'`);
+    else out('  (install PostgreSQL to also get a "demo-pg" tunnel)');
+    out('');
+    out('Ctrl-C stops everything.');
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', () => resolve());
+      process.once('SIGTERM', () => resolve());
+    });
+    return 0;
+  } finally {
+    for (const fn of cleanup) await fn().catch(() => {});
+  }
+}
+
+function demoConfig(
+  endpoint: string,
+  region: string,
+  echoPort: number,
+  echoLocal: number,
+  pgPort: number | undefined,
+  pgLocal: number,
+): string {
+  const lines = [
+    '[tunnels.demo-echo]',
+    `region = "${region}"`,
+    'target_tag = "Name=bastion"',
+    'remote_host = "127.0.0.1"',
+    `remote_port = ${echoPort}`,
+    `local_port = ${echoLocal}`,
+    `endpoint = "${endpoint}"`,
+    '',
+  ];
+  if (pgPort) {
+    lines.push(
+      '[tunnels.demo-pg]',
+      `region = "${region}"`,
+      'target_tag = "Name=bastion"',
+      'remote_host = "127.0.0.1"',
+      `remote_port = ${pgPort}`,
+      `local_port = ${pgLocal}`,
+      'db_user = "postgres"',
+      'db_name = "postgres"',
+      `endpoint = "${endpoint}"`,
+      '',
+    );
+  }
+  return lines.join('\n');
+}
+
+async function setInstancePacing(endpoint: string, id: string, pacing: boolean): Promise<void> {
+  await fetch(`${endpoint}/_sim/instances`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ id, agent: { pacing } }),
+  });
+}
+
+/** One full round trip: lazy open (StartSession, WebSocket, handshake) then a 64-byte echo. */
+async function roundTrip(
+  manager: TunnelManager,
+  echoLocal: number,
+  pg: PgCluster | undefined,
+  pgLocal: number,
+  out: (s: string) => void,
+): Promise<number> {
+  const payload = Buffer.from('ssmtun demo round trip '.padEnd(64, '.'));
+  const t0 = performance.now();
+  const sock = await connect(echoLocal);
+  sock.write(payload);
+  const first = await readExactly(sock, payload.length);
+  const firstMs = performance.now() - t0;
+  const t1 = performance.now();
+  sock.write(payload);
+  const second = await readExactly(sock, payload.length);
+  const warmMs = performance.now() - t1;
+  sock.destroy();
+  if (!first.equals(payload) || !second.equals(payload)) {
+    out('ssmtun demo: FAILED: echoed bytes differ');
+    return 1;
+  }
+  let pgPart = '';
+  if (pg) {
+    const v = await pg.psql('select 6 * 7', { port: pgLocal, host: '127.0.0.1' });
+    if (v !== '42') {
+      out(`ssmtun demo: FAILED: psql through the tunnel answered ${JSON.stringify(v)}`);
+      return 1;
+    }
+    pgPart = ', psql through demo-pg: ok';
+  }
+  const st = manager.get('demo-echo')!.status();
+  out(
+    `ssmtun demo: ok: demo-echo via ${st.resolvedTarget} (${st.mode} mode, agent ${st.agentVersion}): ` +
+      `first byte after lazy open ${firstMs.toFixed(1)} ms, 64-byte round trip ${warmMs.toFixed(2)} ms${pgPart}`,
+  );
+  return 0;
+}

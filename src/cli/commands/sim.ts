@@ -1,0 +1,143 @@
+/**
+ * `ssmtun sim`: runs the simulated AWS side (SSM API, message gateway, agents) on loopback until
+ * SIGINT/SIGTERM, so a daemon, the reference plugin or a test harness in another process can use it.
+ * stdout carries only the announcement (one JSON line with --json); logs go to stderr.
+ */
+import type { Writable } from 'node:stream';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { type SimulatorOptions, startSimulator } from '../../sim/index.js';
+
+export interface SimCommandIo {
+  stdout?: Writable;
+  stderr?: Writable;
+  /** Stops the simulator like a signal would (for tests). */
+  signal?: AbortSignal;
+}
+
+const USAGE = `usage: ssmtun sim [--port N] [--json] [--no-pacing] [--require-signed-upgrade]
+                 [--recycle-ms N] [--idle-timeout-ms N] [--seed N]
+
+Runs a simulated AWS Session Manager (SSM API + message gateway + agents) on 127.0.0.1.
+  --port N                   listen port (default: a free one)
+  --json                     print one JSON line {endpoint, region, accessKeyId, secretAccessKey, instances}
+  --no-pacing                agents run flat out instead of at the real agent's pace
+  --require-signed-upgrade   refuse WebSocket upgrades without a valid SigV4 signature
+  --recycle-ms N             drop each client WebSocket N ms after it opened (real AWS: ~60 min)
+  --idle-timeout-ms N        end sessions idle for N ms (default 20 min; 0 = never)
+  --seed N                   seed for agents and fault injection (default 1)
+`;
+
+class UsageError extends Error {}
+
+function integer(name: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new UsageError(`--${name} needs a whole number, got ${JSON.stringify(value)}`);
+  const n = Number(value);
+  if (n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function parse(argv: string[]): { options: SimulatorOptions; json: boolean; help: boolean } {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        port: { type: 'string' },
+        json: { type: 'boolean' },
+        'no-pacing': { type: 'boolean' },
+        'require-signed-upgrade': { type: 'boolean' },
+        'recycle-ms': { type: 'string' },
+        'idle-timeout-ms': { type: 'string' },
+        seed: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  const str = (k: string) => values[k] as string | undefined;
+  const options: SimulatorOptions = {
+    port: integer('port', str('port'), 0, 65535) ?? 0,
+    requireSignedUpgrade: values['require-signed-upgrade'] === true,
+  };
+  const recycle = integer('recycle-ms', str('recycle-ms'), 0, 2 ** 31 - 1);
+  if (recycle !== undefined) options.recycleClientMs = recycle;
+  const idle = integer('idle-timeout-ms', str('idle-timeout-ms'), 0, 2 ** 31 - 1);
+  if (idle !== undefined) options.idleTimeoutMs = idle;
+  const seed = integer('seed', str('seed'), 0, 2 ** 32 - 1);
+  if (seed !== undefined) options.seed = seed;
+  if (values['no-pacing'] === true) options.agentDefaults = { pacing: false };
+  return { options, json: values.json === true, help: values.help === true };
+}
+
+export async function simCommand(argv: string[], io: SimCommandIo = {}): Promise<number> {
+  const stdout = io.stdout ?? process.stdout;
+  const stderr = io.stderr ?? process.stderr;
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    stderr.write(`ssmtun sim: ${err.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (parsed.help) {
+    stdout.write(USAGE);
+    return 0;
+  }
+
+  const logger = pino({ level: process.env.SSMTUN_LOG_LEVEL ?? 'info', base: { component: 'sim' } }, stderr);
+  const sim = await startSimulator({ ...parsed.options, logger });
+  const instances = sim.instances.map((i) => ({ id: i.id, tags: { ...i.tags } }));
+  if (parsed.json) {
+    stdout.write(
+      `${JSON.stringify({
+        endpoint: sim.endpoint,
+        region: sim.region,
+        accessKeyId: sim.accessKeyId,
+        secretAccessKey: sim.secretAccessKey,
+        instances,
+      })}\n`,
+    );
+  } else {
+    const lines = [
+      `ssmtun simulator listening on ${sim.endpoint} (region ${sim.region})`,
+      '',
+      'Point a daemon or the AWS CLI at it with:',
+      `  AWS_ENDPOINT_URL_SSM=${sim.endpoint} AWS_ACCESS_KEY_ID=${sim.accessKeyId} AWS_SECRET_ACCESS_KEY=${sim.secretAccessKey} AWS_REGION=${sim.region}`,
+      '',
+      'Instances:',
+      ...sim.instances.map(
+        (i) =>
+          `  ${i.id}  agent ${i.agentVersion}  ${Object.entries(i.tags)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')}`,
+      ),
+      '',
+      `Control API: ${sim.endpoint}/_sim/state (GET), /_sim/faults, /_sim/kill, /_sim/target-error, /_sim/instances, /_sim/terminate (POST)`,
+      'Press Ctrl-C to stop.',
+      '',
+    ];
+    stdout.write(lines.join('\n'));
+  }
+
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      io.signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    process.on('SIGINT', done);
+    process.on('SIGTERM', done);
+    if (io.signal?.aborted) done();
+    else io.signal?.addEventListener('abort', done);
+  });
+  logger.info('simulator stopping');
+  await sim.close();
+  return 0;
+}

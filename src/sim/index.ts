@@ -1,0 +1,430 @@
+/**
+ * The whole simulated AWS side on one loopback HTTP server: the SSM JSON API (POST /), the message
+ * gateway (/v1/data-channel/...), one simulated agent per session, and a small control API under
+ * /_sim/ for tests that run the simulator as a separate process.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type Logger, pino } from 'pino';
+import { SimAgent, type SimAgentOptions } from './agent.js';
+import { type FaultSpec, FaultSpecError, FaultInjector, validateFaultSpecs } from './faults.js';
+import { type AgentTuning, Gateway, TerminateReason } from './gateway.js';
+import { SessionRegistry, type SimInstance } from './sessions.js';
+import { type InjectableError, SsmApi } from './ssm-api.js';
+
+export interface SimInstanceConfig {
+  id: string;
+  tags?: Record<string, string>;
+  pingStatus?: 'Online' | 'ConnectionLost';
+  /** Default DEFAULT_AGENT_VERSION. */
+  agentVersion?: string;
+  agent?: AgentTuning;
+}
+
+export interface SimulatorOptions {
+  /** 0 (default) picks a free port. */
+  port?: number;
+  host?: '127.0.0.1';
+  region?: string;
+  /** Default: one fixed test pair (DEFAULT_CREDENTIALS). The first pair also signs for the agents. */
+  credentials?: { accessKeyId: string; secretAccessKey: string }[];
+  instances?: SimInstanceConfig[];
+  requireSignedUpgrade?: boolean;
+  /** Default 20 minutes; 0 disables. */
+  idleTimeoutMs?: number;
+  maxSessionDurationMs?: number;
+  recycleClientMs?: number;
+  faults?: FaultSpec[];
+  seed?: number;
+  /** Applied to every instance's agent under its own `agent` settings (e.g. `{ pacing: false }`). */
+  agentDefaults?: AgentTuning;
+  /** How long an agent may be away before its session ends (default 2 s). */
+  agentGraceMs?: number;
+  logger?: Logger;
+}
+
+export interface Simulator {
+  /** http://127.0.0.1:PORT: the SSM endpoint (AWS_ENDPOINT_URL_SSM) and the gateway. */
+  endpoint: string;
+  port: number;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** Live list the SSM API reads; mutate through `upsertInstance` so agent settings follow. */
+  instances: SimInstance[];
+  registry: SessionRegistry;
+  api: SsmApi;
+  gateway: Gateway;
+  faults: FaultInjector;
+  setFaults(specs: FaultSpec[]): void;
+  upsertInstance(config: SimInstanceConfig): SimInstance;
+  /** Everything GET /_sim/state returns. */
+  state(): SimState;
+  close(): Promise<void>;
+}
+
+export interface SimState {
+  endpoint: string;
+  region: string;
+  instances: (SimInstance & { agent: AgentTuning })[];
+  sessions: Array<{
+    sessionId: string;
+    target: string;
+    documentName: string;
+    parameters: Record<string, string[]>;
+    status: string;
+    createdAt: number;
+    terminatedAt?: number;
+    terminateReason?: string;
+    gateway: unknown;
+    agent: unknown;
+  }>;
+  calls: SsmApi['calls'];
+  faults: { specs: FaultSpec[]; stats: FaultInjector['stats'] };
+  violations: Gateway['violations'];
+  refusals: Gateway['refusals'];
+}
+
+export const DEFAULT_REGION = 'us-east-1';
+export const DEFAULT_AGENT_VERSION = '3.3.987.0';
+export const DEFAULT_CREDENTIALS = Object.freeze({
+  accessKeyId: 'AKIASIMULATOR0000001',
+  secretAccessKey: 'ssmtun-simulator-secret-access-key-0001',
+});
+export const DEFAULT_INSTANCES: readonly SimInstanceConfig[] = Object.freeze([
+  { id: 'i-0sim0000000000001', tags: { Name: 'bastion' }, agentVersion: '3.3.987.0' },
+  // Old enough for basic mode (SPEC 10.2), so both client modes are reachable out of the box.
+  { id: 'i-0sim0000000000002', tags: { Name: 'legacy' }, agentVersion: '3.0.161.0' },
+]);
+
+const INJECTABLE_ERRORS = new Set<string>([
+  'AccessDeniedException',
+  'TargetNotConnected',
+  'InvalidDocument',
+  'ThrottlingException',
+  'ExpiredTokenException',
+]);
+const AGENT_TUNING_KEYS = new Set([
+  'pacing',
+  'handshakeTimeoutMs',
+  'completeBeforeAck',
+  'reackDuplicates',
+  'emulate',
+  'seed',
+  'pingIntervalMs',
+]);
+const MAX_CONTROL_BODY = 1024 * 1024;
+
+/** Control API errors: `{ code, message }` with a stable code. */
+export class SimControlError extends Error {
+  constructor(
+    readonly code: 'Forbidden' | 'NotFound' | 'MethodNotAllowed' | 'BadRequest' | 'UnknownSession' | 'PayloadTooLarge',
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = 'SimControlError';
+  }
+}
+
+function isLoopback(address: string | undefined): boolean {
+  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1';
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function bad(message: string): SimControlError {
+  return new SimControlError('BadRequest', message, 400);
+}
+
+function readJson(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_CONTROL_BODY) {
+        req.removeAllListeners('data');
+        reject(new SimControlError('PayloadTooLarge', 'request body too large', 413));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      if (text.trim() === '') {
+        resolve({});
+        return;
+      }
+      try {
+        resolve(JSON.parse(text));
+      } catch {
+        reject(bad('request body is not valid JSON'));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+function replyJson(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent || res.destroyed) return;
+  const payload = Buffer.from(JSON.stringify(body));
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json');
+  res.setHeader('content-length', payload.length);
+  res.end(payload);
+}
+
+function validateTuning(v: unknown, where: string): AgentTuning {
+  if (v === undefined) return {};
+  if (!isObject(v)) throw bad(`${where} must be an object`);
+  for (const k of Object.keys(v)) {
+    if (!AGENT_TUNING_KEYS.has(k)) throw bad(`${where}.${k} is not an agent option`);
+  }
+  return structuredClone(v) as AgentTuning;
+}
+
+function validateInstance(v: unknown): SimInstanceConfig {
+  if (!isObject(v) || typeof v.id !== 'string' || v.id.length === 0) throw bad('instance needs a string id');
+  const out: SimInstanceConfig = { id: v.id };
+  if (v.tags !== undefined) {
+    if (!isObject(v.tags) || Object.values(v.tags).some((t) => typeof t !== 'string')) {
+      throw bad('tags must be an object of strings');
+    }
+    out.tags = v.tags as Record<string, string>;
+  }
+  if (v.pingStatus !== undefined) {
+    if (v.pingStatus !== 'Online' && v.pingStatus !== 'ConnectionLost') {
+      throw bad("pingStatus must be 'Online' or 'ConnectionLost'");
+    }
+    out.pingStatus = v.pingStatus;
+  }
+  if (v.agentVersion !== undefined) {
+    if (typeof v.agentVersion !== 'string' || !/^\d+(\.\d+){1,3}$/.test(v.agentVersion)) {
+      throw bad('agentVersion must look like 3.3.987.0');
+    }
+    out.agentVersion = v.agentVersion;
+  }
+  if (v.agent !== undefined) out.agent = validateTuning(v.agent, 'agent');
+  return out;
+}
+
+export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simulator> {
+  const host = '127.0.0.1';
+  const region = opts.region ?? DEFAULT_REGION;
+  const credentials = (opts.credentials ?? [DEFAULT_CREDENTIALS]).map((c) => ({ ...c }));
+  if (credentials.length === 0) throw new Error('the simulator needs at least one credential pair');
+  const logger = opts.logger ?? pino({ level: 'silent' });
+  const seed = (opts.seed ?? 1) >>> 0;
+
+  const instances: SimInstance[] = [];
+  const tuning = new Map<string, AgentTuning>();
+  const upsertInstance = (config: SimInstanceConfig): SimInstance => {
+    let instance = instances.find((i) => i.id === config.id);
+    if (!instance) {
+      instance = { id: config.id, tags: {}, pingStatus: 'Online', agentVersion: DEFAULT_AGENT_VERSION };
+      instances.push(instance);
+    }
+    if (config.tags !== undefined) instance.tags = { ...config.tags };
+    if (config.pingStatus !== undefined) instance.pingStatus = config.pingStatus;
+    if (config.agentVersion !== undefined) instance.agentVersion = config.agentVersion;
+    if (config.agent !== undefined) tuning.set(config.id, { ...tuning.get(config.id), ...config.agent });
+    return instance;
+  };
+  for (const config of opts.instances ?? DEFAULT_INSTANCES) upsertInstance(config);
+
+  let port = 0;
+  const endpoint = () => `http://${host}:${port}`;
+  const registry = new SessionRegistry();
+  const api = new SsmApi({
+    registry,
+    instances,
+    region,
+    credentials,
+    streamUrl: (id) => `ws://${host}:${port}/v1/data-channel/${id}?role=publish_subscribe`,
+  });
+  const faults = new FaultInjector(opts.faults ?? [], seed);
+  let agentCounter = 0;
+  const gateway = new Gateway({
+    registry,
+    region,
+    credentials,
+    endpoint,
+    agentCredentials: credentials[0],
+    createAgent: (o: SimAgentOptions) => new SimAgent(o),
+    agentConfig: (session) => {
+      const instance = instances.find((i) => i.id === session.target);
+      if (!instance) return undefined;
+      agentCounter++;
+      return {
+        agentVersion: instance.agentVersion,
+        // Distinct but reproducible agent seeds: same sim seed, same order of sessions, same agents.
+        options: { seed: (seed + agentCounter * 0x9e3779b1) >>> 0, ...opts.agentDefaults, ...tuning.get(instance.id) },
+      };
+    },
+    requireSignedUpgrade: opts.requireSignedUpgrade ?? false,
+    idleTimeoutMs: opts.idleTimeoutMs,
+    maxSessionDurationMs: opts.maxSessionDurationMs,
+    recycleClientMs: opts.recycleClientMs,
+    agentGraceMs: opts.agentGraceMs,
+    faults,
+    logger: logger.child({ component: 'gateway' }),
+  });
+
+  const state = (): SimState => ({
+    endpoint: endpoint(),
+    region,
+    instances: instances.map((i) => ({ ...i, tags: { ...i.tags }, agent: { ...tuning.get(i.id) } })),
+    sessions: registry.list().map((s) => ({
+      sessionId: s.sessionId,
+      target: s.target,
+      documentName: s.documentName,
+      parameters: s.parameters,
+      status: s.status,
+      createdAt: s.createdAt,
+      ...(s.terminatedAt !== undefined ? { terminatedAt: s.terminatedAt } : {}),
+      ...(s.terminateReason !== undefined ? { terminateReason: s.terminateReason } : {}),
+      gateway: gateway.sessionStats(s.sessionId) ?? null,
+      agent: gateway.agentStats(s.sessionId) ?? null,
+    })),
+    calls: api.calls,
+    faults: { specs: faults.specs, stats: faults.stats },
+    violations: gateway.violations,
+    refusals: gateway.refusals,
+  });
+
+  const control = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
+    if (!isLoopback(req.socket.remoteAddress)) {
+      throw new SimControlError('Forbidden', 'the control API answers loopback callers only', 403);
+    }
+    const route = `${req.method} ${path}`;
+    switch (route) {
+      case 'GET /_sim/state':
+        replyJson(res, 200, state());
+        return;
+      case 'POST /_sim/faults': {
+        const body = await readJson(req);
+        const specs = validateFaultSpecs(isObject(body) && 'faults' in body ? body.faults : body);
+        faults.set(specs);
+        replyJson(res, 200, { faults: faults.specs });
+        return;
+      }
+      case 'POST /_sim/kill': {
+        const body = await readJson(req);
+        if (!isObject(body) || typeof body.sessionId !== 'string') throw bad('sessionId is required');
+        if (body.side !== 'client' && body.side !== 'agent') throw bad("side must be 'client' or 'agent'");
+        if (!registry.get(body.sessionId)) {
+          throw new SimControlError('UnknownSession', `no session ${body.sessionId}`, 404);
+        }
+        replyJson(res, 200, { killed: gateway.kill(body.sessionId, body.side) });
+        return;
+      }
+      case 'POST /_sim/target-error': {
+        const body = await readJson(req);
+        if (!isObject(body) || typeof body.target !== 'string') throw bad('target is required');
+        if (body.error !== null && (typeof body.error !== 'string' || !INJECTABLE_ERRORS.has(body.error))) {
+          throw bad(`error must be null or one of ${[...INJECTABLE_ERRORS].join(', ')}`);
+        }
+        api.setTargetError(body.target, body.error === null ? undefined : (body.error as InjectableError));
+        replyJson(res, 200, { target: body.target, error: body.error });
+        return;
+      }
+      case 'POST /_sim/instances': {
+        const body = await readJson(req);
+        const instance = upsertInstance(validateInstance(body));
+        replyJson(res, 200, { ...instance, agent: { ...tuning.get(instance.id) } });
+        return;
+      }
+      case 'POST /_sim/terminate': {
+        const body = await readJson(req);
+        if (!isObject(body) || typeof body.sessionId !== 'string') throw bad('sessionId is required');
+        if (!registry.get(body.sessionId)) {
+          throw new SimControlError('UnknownSession', `no session ${body.sessionId}`, 404);
+        }
+        const reason =
+          body.reason === undefined || body.reason === 'idle'
+            ? TerminateReason.Idle
+            : body.reason === 'max-duration'
+              ? TerminateReason.MaxDuration
+              : typeof body.reason === 'string'
+                ? body.reason
+                : undefined;
+        if (reason === undefined) throw bad("reason must be 'idle', 'max-duration' or a string");
+        replyJson(res, 200, { terminated: registry.terminate(body.sessionId, reason) });
+        return;
+      }
+      default:
+        if (['/_sim/state', '/_sim/faults', '/_sim/kill', '/_sim/target-error', '/_sim/instances', '/_sim/terminate'].includes(path)) {
+          throw new SimControlError('MethodNotAllowed', `${req.method} is not allowed on ${path}`, 405);
+        }
+        throw new SimControlError('NotFound', `no control endpoint ${path}`, 404);
+    }
+  };
+
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path.startsWith('/_sim/')) {
+      control(req, res, path).catch((err: unknown) => {
+        if (err instanceof SimControlError) replyJson(res, err.status, { code: err.code, message: err.message });
+        else if (err instanceof FaultSpecError) replyJson(res, 400, { code: 'BadRequest', message: err.message });
+        else replyJson(res, 500, { code: 'InternalError', message: String(err) });
+      });
+      return;
+    }
+    if (gateway.handleRequest(req, res)) return;
+    if (api.handle(req, res)) return;
+    replyJson(res, 404, { code: 'NotFound', message: `nothing at ${req.method} ${path}` });
+  });
+  server.on('upgrade', (req, socket, head) => {
+    if (gateway.handleUpgrade(req, socket, head)) return;
+    socket.on('error', () => {});
+    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  });
+  // A misbehaving peer must never take the simulator down.
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port: opts.port ?? 0, host }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  port = (server.address() as AddressInfo).port;
+  logger.info({ endpoint: endpoint() }, 'simulator listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    endpoint: endpoint(),
+    port,
+    region,
+    accessKeyId: credentials[0].accessKeyId,
+    secretAccessKey: credentials[0].secretAccessKey,
+    instances,
+    registry,
+    api,
+    gateway,
+    faults,
+    setFaults: (specs) => faults.set(validateFaultSpecs(specs)),
+    upsertInstance,
+    state,
+    close() {
+      closing ??= (async () => {
+        await gateway.close();
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+      })();
+      return closing;
+    },
+  };
+}
+
+export type { FaultSpec } from './faults.js';
+export type { SimInstance, SimSession } from './sessions.js';
