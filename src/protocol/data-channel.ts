@@ -44,6 +44,10 @@ export interface DataChannelStats {
 
 export interface DataChannelOptions {
   role: ChannelRole;
+  /**
+   * Wall-clock milliseconds (Date.now or a fake clock starting at a real epoch): it stamps CreatedDate,
+   * which must not be 0 on the wire, as well as timing RTTs.
+   */
   now: () => number;
   /** Transmit one frame. Only called while the channel is connected and not paused. */
   send: (frame: Buffer) => void;
@@ -389,6 +393,8 @@ export class DataChannel {
   setConnected(up: boolean): void {
     this.connected = up;
     if (!up || this.failed) return;
+    // A fresh connection ends any pause, as the agent does after reconnecting (SPEC 5.3).
+    this.paused = false;
     const now = this.opts.now();
     const q = this.outgoing;
     for (let i = this.outHead; i < q.length; i++) if (!q[i].acked) this.transmit(q[i], now);

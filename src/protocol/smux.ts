@@ -186,6 +186,7 @@ export class SmuxSession {
         offset += n;
         this.headerFilled += n;
         if (this.headerFilled === SMUX_HEADER_SIZE) {
+          this.headerFilled = 0;
           this.onHeader(this.header, 0);
         }
       }
@@ -257,8 +258,8 @@ export class SmuxSession {
     }
   }
 
+  /** Only reachable while open (receive() and tick() stop once closed), so error() fires once. */
   private fail(err: ProtocolError): void {
-    if (this.closed) return;
     this.close();
     this.handlers.error(err);
   }

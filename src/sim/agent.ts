@@ -217,6 +217,7 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
   private readonly endpoint: URL;
 
   private state: State = 'new';
+  private endReason: string | undefined;
   private ws: WebSocket | undefined;
   private reconnecting = false;
   private tickTimer: NodeJS.Timeout | undefined;
@@ -397,7 +398,11 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
   /** CreateDataChannel: a fresh token for every (re)connect. */
   private async createDataChannel(): Promise<string> {
     const path = this.channelPath();
-    const body = JSON.stringify({ MessageSchemaVersion: '1.0', RequestId: randomUUID(), ClientId: this.clientId });
+    const body = JSON.stringify({
+      MessageSchemaVersion: '1.0',
+      RequestId: randomUUID(),
+      ClientId: this.clientId,
+    });
     const headers = await this.sign('POST', path, {}, body);
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = http.request(
@@ -412,7 +417,9 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+          );
           res.on('error', reject);
         },
       );
@@ -593,9 +600,12 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
     const type = m.messageType;
     if (type !== MessageType.InputStreamData && type !== MessageType.Acknowledge) return;
     const what = `${type} seq ${m.sequenceNumber}`;
-    if (m.headerLength !== HEADER_LENGTH) this.violation(`${what}: HeaderLength ${m.headerLength}, expected 116`);
+    if (m.headerLength !== HEADER_LENGTH)
+      this.violation(`${what}: HeaderLength ${m.headerLength}, expected 116`);
     if (m.declaredPayloadLength !== m.payload.length) {
-      this.violation(`${what}: PayloadLength ${m.declaredPayloadLength} but ${m.payload.length} bytes follow`);
+      this.violation(
+        `${what}: PayloadLength ${m.declaredPayloadLength} but ${m.payload.length} bytes follow`,
+      );
     }
     if (type === MessageType.InputStreamData) {
       if (m.flags !== HeaderFlags.Data) this.violation(`${what}: flags ${m.flags}, expected 0`);
@@ -603,7 +613,8 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
       return;
     }
     if (m.flags !== HeaderFlags.Ack) this.violation(`${what}: flags ${m.flags}, expected 3`);
-    if (m.payloadType !== PayloadType.None) this.violation(`${what}: payload type ${m.payloadType}, expected 0`);
+    if (m.payloadType !== PayloadType.None)
+      this.violation(`${what}: payload type ${m.payloadType}, expected 0`);
     if (m.sequenceNumber !== 0) this.violation(`${what}: acknowledge with a non-zero sequence number`);
     let body: unknown;
     try {
@@ -623,7 +634,8 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
     if (typeof o.AcknowledgedMessageSequenceNumber !== 'number') {
       this.violation(`${what}: AcknowledgedMessageSequenceNumber is not a number`);
     }
-    if (typeof o.AcknowledgedMessageId !== 'string') this.violation(`${what}: AcknowledgedMessageId is not a string`);
+    if (typeof o.AcknowledgedMessageId !== 'string')
+      this.violation(`${what}: AcknowledgedMessageId is not a string`);
     if (o.IsSequentialMessage !== true) this.violation(`${what}: IsSequentialMessage is not true`);
   }
 
@@ -661,7 +673,8 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
   private deliver(msg: DecodedMessage): boolean {
     if (this.isEnding()) return true;
     if (!this.completeSent) {
-      if (msg.payloadType === PayloadType.HandshakeResponse && !this.responded) return this.onHandshakeResponse(msg);
+      if (msg.payloadType === PayloadType.HandshakeResponse && !this.responded)
+        return this.onHandshakeResponse(msg);
       // The real agent acks and drops anything else while its handshake runs (SPEC 7.3 trap).
       this.counters.discardedBeforeHandshake++;
       return true;
@@ -1048,8 +1061,6 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
   }
 
   // ---- the end ---------------------------------------------------------------------------------------------
-
-  private endReason: string | undefined;
 
   private isEnding(): boolean {
     return this.state === 'ending' || this.state === 'ended';

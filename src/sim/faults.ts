@@ -378,7 +378,10 @@ class Stage {
 export class FaultInjector {
   private stages: Stage[] = [];
   private readonly seed: number;
-  private readonly perSession = new Map<string, { 'client->agent': FaultCounters; 'agent->client': FaultCounters }>();
+  private readonly perSession = new Map<
+    string,
+    { 'client->agent': FaultCounters; 'agent->client': FaultCounters }
+  >();
 
   constructor(specs: FaultSpec[] = [], seed = 1) {
     this.seed = seed >>> 0;
@@ -447,7 +450,10 @@ export class FaultInjector {
       for (const dir of ['client->agent', 'agent->client'] as const) {
         for (const k of Object.keys(totals[dir]) as (keyof FaultCounters)[]) totals[dir][k] += s[dir][k];
       }
-      sessions[id] = { 'client->agent': { ...s['client->agent'] }, 'agent->client': { ...s['agent->client'] } };
+      sessions[id] = {
+        'client->agent': { ...s['client->agent'] },
+        'agent->client': { ...s['agent->client'] },
+      };
     }
     return { ...totals, sessions };
   }

@@ -76,7 +76,13 @@ export interface AgentHandle {
 export type AgentTuning = Partial<
   Pick<
     SimAgentOptions,
-    'pacing' | 'handshakeTimeoutMs' | 'completeBeforeAck' | 'reackDuplicates' | 'emulate' | 'seed' | 'pingIntervalMs'
+    | 'pacing'
+    | 'handshakeTimeoutMs'
+    | 'completeBeforeAck'
+    | 'reackDuplicates'
+    | 'emulate'
+    | 'seed'
+    | 'pingIntervalMs'
   >
 >;
 
@@ -277,7 +283,12 @@ function refuseUpgrade(socket: Duplex, status: number, code: string, message: st
   );
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  contentType = 'application/json',
+): void {
   if (res.headersSent || res.destroyed) return;
   const payload = Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
   res.statusCode = status;
@@ -351,7 +362,11 @@ export class Gateway {
     return true;
   }
 
-  private async createDataChannel(req: IncomingMessage, res: ServerResponse, sessionId: string): Promise<void> {
+  private async createDataChannel(
+    req: IncomingMessage,
+    res: ServerResponse,
+    sessionId: string,
+  ): Promise<void> {
     const body = await readBody(req, MAX_CREATE_BODY_BYTES).catch(() => undefined);
     if (body === undefined) return;
     if (body === 'too-large') {
@@ -362,7 +377,12 @@ export class Gateway {
     }
     const auth = await verifySigV4(
       { method: 'POST', url: req.url ?? '/', headers: req.headers, body },
-      { service: 'ssmmessages', region: this.opts.region, credentials: this.opts.credentials, now: this.now() },
+      {
+        service: 'ssmmessages',
+        region: this.opts.region,
+        credentials: this.opts.credentials,
+        now: this.now(),
+      },
     );
     if (!auth.ok) {
       this.refuse(sessionId, 403, `CreateDataChannel: ${auth.error}`);
@@ -371,9 +391,13 @@ export class Gateway {
     }
     try {
       const parsed: unknown = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+        throw new Error('not an object');
     } catch {
-      sendJson(res, 400, { code: 'SerializationException', message: 'The request body must be a JSON object.' });
+      sendJson(res, 400, {
+        code: 'SerializationException',
+        message: 'The request body must be a JSON object.',
+      });
       return;
     }
     const session = this.opts.registry.get(sessionId);
@@ -416,7 +440,12 @@ export class Gateway {
     return true;
   }
 
-  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, sessionId: string): Promise<void> {
+  private async upgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    sessionId: string,
+  ): Promise<void> {
     const signed = req.headers.authorization !== undefined;
     if (this.closed) {
       socket.destroy();
@@ -426,7 +455,12 @@ export class Gateway {
     if (signed || this.opts.requireSignedUpgrade) {
       const auth = await verifySigV4(
         { method: 'GET', url: req.url ?? '/', headers: req.headers, body: EMPTY },
-        { service: 'ssmmessages', region: this.opts.region, credentials: this.opts.credentials, now: this.now() },
+        {
+          service: 'ssmmessages',
+          region: this.opts.region,
+          credentials: this.opts.credentials,
+          now: this.now(),
+        },
       );
       if (!auth.ok) {
         this.refuse(sessionId, 403, `upgrade: ${auth.error}: ${auth.message}`);
@@ -483,7 +517,13 @@ export class Gateway {
     });
   }
 
-  private onOpenFrame(ws: WebSocket, sessionId: string, frame: Buffer, isBinary: boolean, signed: boolean): Role {
+  private onOpenFrame(
+    ws: WebSocket,
+    sessionId: string,
+    frame: Buffer,
+    isBinary: boolean,
+    signed: boolean,
+  ): Role {
     if (isBinary) {
       this.refuseSocket(ws, sessionId, CloseCode.BadOpen, 'first frame must be a text OpenDataChannel');
       return { kind: 'refused' };
@@ -559,13 +599,16 @@ export class Gateway {
     }
     const recycle = this.opts.recycleClientMs;
     if (recycle && recycle > 0) {
-      const timer = setTimeout(() => {
-        if (relay.client === ws && ws.readyState === WebSocket.OPEN) {
-          this.event(relay, 'client socket recycled');
-          // The real service just drops the TCP connection; no close frame.
-          ws.terminate();
-        }
-      }, Math.min(recycle, MAX_TIMER_MS));
+      const timer = setTimeout(
+        () => {
+          if (relay.client === ws && ws.readyState === WebSocket.OPEN) {
+            this.event(relay, 'client socket recycled');
+            // The real service just drops the TCP connection; no close frame.
+            ws.terminate();
+          }
+        },
+        Math.min(recycle, MAX_TIMER_MS),
+      );
       timer.unref();
       ws.once('close', () => clearTimeout(timer));
     }
@@ -794,7 +837,8 @@ export class Gateway {
     if (host !== undefined) properties.host = host;
     if (localPortNumber !== undefined) properties.localPortNumber = localPortNumber;
     // SPEC 2.2: only the two port-forwarding documents set type; AWS-StartSSHSession has none.
-    if (session.documentName.startsWith('AWS-StartPortForwardingSession')) properties.type = 'LocalPortForwarding';
+    if (session.documentName.startsWith('AWS-StartPortForwardingSession'))
+      properties.type = 'LocalPortForwarding';
     let proc: AgentHandle;
     try {
       proc = createAgent({
@@ -811,7 +855,9 @@ export class Gateway {
     } catch (err) {
       this.log.error({ err, sessionId: session.sessionId }, 'could not create the agent');
       // Deferred: 'started' fires inside StartSession, which must still answer normally.
-      setImmediate(() => this.opts.registry.terminate(session.sessionId, `agent failed to start: ${String(err)}`));
+      setImmediate(() =>
+        this.opts.registry.terminate(session.sessionId, `agent failed to start: ${String(err)}`),
+      );
       return;
     }
     relay.agentProc = proc;
@@ -997,10 +1043,12 @@ function hasNoToken(text: string): boolean {
   try {
     const o: unknown = JSON.parse(text);
     return (
-      typeof o === 'object' && o !== null && !Array.isArray(o) && typeof (o as Record<string, unknown>).TokenValue !== 'string'
+      typeof o === 'object' &&
+      o !== null &&
+      !Array.isArray(o) &&
+      typeof (o as Record<string, unknown>).TokenValue !== 'string'
     );
   } catch {
     return false;
   }
 }
-

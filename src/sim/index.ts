@@ -7,7 +7,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Logger, pino } from 'pino';
 import { SimAgent, type SimAgentOptions } from './agent.js';
-import { type FaultSpec, FaultSpecError, FaultInjector, validateFaultSpecs } from './faults.js';
+import { FaultInjector, type FaultSpec, FaultSpecError, validateFaultSpecs } from './faults.js';
 import { type AgentTuning, Gateway, TerminateReason } from './gateway.js';
 import { SessionRegistry, type SimInstance } from './sessions.js';
 import { type InjectableError, SsmApi } from './ssm-api.js';
@@ -40,6 +40,10 @@ export interface SimulatorOptions {
   agentDefaults?: AgentTuning;
   /** How long an agent may be away before its session ends (default 2 s). */
   agentGraceMs?: number;
+  /** How long a new data-channel socket may stay silent before it is closed (default 10 s). */
+  openTimeoutMs?: number;
+  /** Frames held per side and session while the other side is away (default 10 000; oldest dropped). */
+  maxQueuedFrames?: number;
   logger?: Logger;
 }
 
@@ -118,7 +122,13 @@ const MAX_CONTROL_BODY = 1024 * 1024;
 /** Control API errors: `{ code, message }` with a stable code. */
 export class SimControlError extends Error {
   constructor(
-    readonly code: 'Forbidden' | 'NotFound' | 'MethodNotAllowed' | 'BadRequest' | 'UnknownSession' | 'PayloadTooLarge',
+    readonly code:
+      | 'Forbidden'
+      | 'NotFound'
+      | 'MethodNotAllowed'
+      | 'BadRequest'
+      | 'UnknownSession'
+      | 'PayloadTooLarge',
     message: string,
     readonly status: number,
   ) {
@@ -261,7 +271,11 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       return {
         agentVersion: instance.agentVersion,
         // Distinct but reproducible agent seeds: same sim seed, same order of sessions, same agents.
-        options: { seed: (seed + agentCounter * 0x9e3779b1) >>> 0, ...opts.agentDefaults, ...tuning.get(instance.id) },
+        options: {
+          seed: (seed + agentCounter * 0x9e3779b1) >>> 0,
+          ...opts.agentDefaults,
+          ...tuning.get(instance.id),
+        },
       };
     },
     requireSignedUpgrade: opts.requireSignedUpgrade ?? false,
@@ -269,6 +283,8 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     maxSessionDurationMs: opts.maxSessionDurationMs,
     recycleClientMs: opts.recycleClientMs,
     agentGraceMs: opts.agentGraceMs,
+    openTimeoutMs: opts.openTimeoutMs,
+    maxQueuedFrames: opts.maxQueuedFrames,
     faults,
     logger: logger.child({ component: 'gateway' }),
   });
@@ -356,7 +372,16 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
         return;
       }
       default:
-        if (['/_sim/state', '/_sim/faults', '/_sim/kill', '/_sim/target-error', '/_sim/instances', '/_sim/terminate'].includes(path)) {
+        if (
+          [
+            '/_sim/state',
+            '/_sim/faults',
+            '/_sim/kill',
+            '/_sim/target-error',
+            '/_sim/instances',
+            '/_sim/terminate',
+          ].includes(path)
+        ) {
           throw new SimControlError('MethodNotAllowed', `${req.method} is not allowed on ${path}`, 405);
         }
         throw new SimControlError('NotFound', `no control endpoint ${path}`, 404);
@@ -367,8 +392,10 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     const path = (req.url ?? '/').split('?')[0];
     if (path.startsWith('/_sim/')) {
       control(req, res, path).catch((err: unknown) => {
-        if (err instanceof SimControlError) replyJson(res, err.status, { code: err.code, message: err.message });
-        else if (err instanceof FaultSpecError) replyJson(res, 400, { code: 'BadRequest', message: err.message });
+        if (err instanceof SimControlError)
+          replyJson(res, err.status, { code: err.code, message: err.message });
+        else if (err instanceof FaultSpecError)
+          replyJson(res, 400, { code: 'BadRequest', message: err.message });
         else replyJson(res, 500, { code: 'InternalError', message: String(err) });
       });
       return;
