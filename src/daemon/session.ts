@@ -86,16 +86,20 @@ export class ClientSession {
       deliver: (msg) => this.port.deliver(msg),
       onChannelClosed: (c) =>
         this.finish(
-          new TunnelError(
-            'SESSION_CLOSED',
-            c.Output ? `session closed by AWS: ${c.Output}` : 'session closed by AWS (channel_closed)',
-          ),
+          // While we terminate on purpose, the service's channel_closed is just the confirmation.
+          this.ending
+            ? undefined
+            : new TunnelError(
+                'SESSION_CLOSED',
+                c.Output ? `session closed by AWS: ${c.Output}` : 'session closed by AWS (channel_closed)',
+              ),
         ),
       onError: (err) => {
         this.finish(new TunnelError('RESEND_TIMEOUT', err.message));
         void this.opts.aws.terminateSession(this.sessionId).catch(() => {});
       },
-      onInvalid: (err) => this.opts.logger.warn({ code: err.code }, `dropped malformed frame: ${err.message}`),
+      onInvalid: (err) =>
+        this.opts.logger.warn({ code: err.code }, `dropped malformed frame: ${err.message}`),
       onDrain: () => h.drain(),
       maxUnackedMessages: opts.maxUnackedMessages,
       maxUnackedBytes: opts.maxUnackedBytes,
@@ -114,7 +118,12 @@ export class ClientSession {
         remoteClosed: (id) => h.remoteClosed(id),
         connectToPortError: () => h.connectToPortError(),
         failed: (err: ProtocolError) =>
-          this.finish(new TunnelError(err.code === 'UNSUPPORTED_SESSION' ? 'HANDSHAKE_FAILED' : 'PROTOCOL_ERROR', err.message)),
+          this.finish(
+            new TunnelError(
+              err.code === 'UNSUPPORTED_SESSION' ? 'HANDSHAKE_FAILED' : 'PROTOCOL_ERROR',
+              err.message,
+            ),
+          ),
       },
     );
   }
@@ -147,7 +156,10 @@ export class ClientSession {
     const timeout = setTimeout(
       () =>
         this.readyWaiter?.reject(
-          new TunnelError('HANDSHAKE_TIMEOUT', `no HandshakeComplete within ${this.handshakeTimeoutMs / 1000} s`),
+          new TunnelError(
+            'HANDSHAKE_TIMEOUT',
+            `no HandshakeComplete within ${this.handshakeTimeoutMs / 1000} s`,
+          ),
         ),
       this.handshakeTimeoutMs,
     );
@@ -202,7 +214,9 @@ export class ClientSession {
     this.channel.setConnected(false);
     if (this.ending) return;
     if (this.readyWaiter) {
-      this.readyWaiter.reject(new TunnelError('WEBSOCKET_FAILED', `WebSocket dropped during handshake: ${reason}`));
+      this.readyWaiter.reject(
+        new TunnelError('WEBSOCKET_FAILED', `WebSocket dropped during handshake: ${reason}`),
+      );
       return;
     }
     this.opts.logger.warn({ reason }, 'data channel dropped; resuming');
@@ -219,7 +233,12 @@ export class ClientSession {
       try {
         const tokens = await this.opts.aws.resumeSession(this.sessionId);
         if (!tokens) {
-          this.finish(new TunnelError('SESSION_TIMED_OUT', 'the session is gone on the AWS side (ResumeSession gave no token)'));
+          this.finish(
+            new TunnelError(
+              'SESSION_TIMED_OUT',
+              'the session is gone on the AWS side (ResumeSession gave no token)',
+            ),
+          );
           return;
         }
         if (this.ended) return;
@@ -232,7 +251,11 @@ export class ClientSession {
         lastError = (e as Error).message;
         const code = (e as TunnelError).code;
         // Credentials problems won't fix themselves by retrying; the user must act.
-        if (code === 'CREDENTIALS_EXPIRED' || code === 'SSO_LOGIN_REQUIRED' || code === 'CREDENTIALS_MISSING') {
+        if (
+          code === 'CREDENTIALS_EXPIRED' ||
+          code === 'SSO_LOGIN_REQUIRED' ||
+          code === 'CREDENTIALS_MISSING'
+        ) {
           this.finish(e as TunnelError);
           return;
         }
@@ -310,9 +333,9 @@ export class ClientSession {
       }
     }
     await Promise.race([
-      this.opts.aws.terminateSession(this.sessionId).catch((e) =>
-        this.opts.logger.warn({ err: (e as Error).message }, 'TerminateSession failed'),
-      ),
+      this.opts.aws
+        .terminateSession(this.sessionId)
+        .catch((e) => this.opts.logger.warn({ err: (e as Error).message }, 'TerminateSession failed')),
       new Promise((r) => setTimeout(r, 1000)),
     ]);
     this.finish(undefined);

@@ -67,15 +67,30 @@ export function clientModeFor(agentVersion: string): ClientModeDecision {
   };
 }
 
-/** What the agent decides from the client's version and the document's `type` property. */
+/** Agent releases that changed its side of the decision (SPEC 10.2, historical notes). */
+export const AGENT_FIRST_MUX = '3.0.222.0';
+export const AGENT_KEEPALIVE_ALWAYS_OFF = '3.1.1446.0';
+export const AGENT_FIRST_CLIENT_KEEPALIVE_RULE = '3.1.1575.0';
+
+/**
+ * What an agent of version `agentVersion` decides from the client's version and the document's `type`
+ * property. Agents before 3.0.222.0 have no mux at all; before 3.1.1575.0 keepalive did not depend on
+ * the client (on, except in 3.1.1446.0).
+ */
 export function agentModeFor(
   clientVersion: string,
   portType: string | undefined,
+  agentVersion = AGENT_FIRST_CLIENT_KEEPALIVE_RULE,
 ): { mode: 'mux' | 'basic'; smuxKeepalive: boolean } {
   const mux =
-    portType === 'LocalPortForwarding' && agentCompareVersions(clientVersion, CLIENT_GATE_MUX) >= 0;
-  return {
-    mode: mux ? 'mux' : 'basic',
-    smuxKeepalive: agentCompareVersions(clientVersion, CLIENT_GATE_SMUX_KEEPALIVE_OFF) <= 0,
-  };
+    portType === 'LocalPortForwarding' &&
+    agentCompareVersions(agentVersion, AGENT_FIRST_MUX) >= 0 &&
+    agentCompareVersions(clientVersion, CLIENT_GATE_MUX) >= 0;
+  let smuxKeepalive: boolean;
+  if (agentCompareVersions(agentVersion, AGENT_FIRST_CLIENT_KEEPALIVE_RULE) >= 0) {
+    smuxKeepalive = agentCompareVersions(clientVersion, CLIENT_GATE_SMUX_KEEPALIVE_OFF) <= 0;
+  } else {
+    smuxKeepalive = agentCompareVersions(agentVersion, AGENT_KEEPALIVE_ALWAYS_OFF) !== 0;
+  }
+  return { mode: mux ? 'mux' : 'basic', smuxKeepalive };
 }

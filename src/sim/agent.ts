@@ -724,7 +724,7 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
     );
     this.completeSent = true;
     this.state = 'running';
-    const decision = agentModeFor(this.clientVersion ?? '', this.opts.properties.type);
+    const decision = agentModeFor(this.clientVersion ?? '', this.opts.properties.type, this.opts.agentVersion);
     this.mode = decision.mode;
     this.log.debug({ mode: decision.mode, keepalive: decision.smuxKeepalive }, 'handshake complete');
     if (decision.mode === 'mux') {

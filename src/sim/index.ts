@@ -96,9 +96,9 @@ export const DEFAULT_CREDENTIALS = Object.freeze({
   secretAccessKey: 'ssmtun-simulator-secret-access-key-0001',
 });
 export const DEFAULT_INSTANCES: readonly SimInstanceConfig[] = Object.freeze([
-  { id: 'i-0sim0000000000001', tags: { Name: 'bastion' }, agentVersion: '3.3.987.0' },
+  { id: 'i-05e1a000000000001', tags: { Name: 'bastion' }, agentVersion: '3.3.987.0' },
   // Old enough for basic mode (SPEC 10.2), so both client modes are reachable out of the box.
-  { id: 'i-0sim0000000000002', tags: { Name: 'legacy' }, agentVersion: '3.0.161.0' },
+  { id: 'i-05e1a000000000002', tags: { Name: 'legacy' }, agentVersion: '3.0.161.0' },
 ]);
 
 const INJECTABLE_ERRORS = new Set<string>([

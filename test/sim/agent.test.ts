@@ -727,7 +727,7 @@ describe('SimAgent mux mode', () => {
     const start = async (clientVersion: string, over: Partial<SimAgentOptions> = {}) => {
       const relay = await startRelay();
       const client = startClient(relay, { clientVersion });
-      const agent = makeAgent(relay, { agentVersion: '3.1.1000.0', smuxKeepaliveIntervalMs: 100, ...over });
+      const agent = makeAgent(relay, { agentVersion: '3.3.987.0', smuxKeepaliveIntervalMs: 100, ...over });
       const ended = endedReason(agent);
       await agent.start();
       await client.ready;
@@ -744,6 +744,11 @@ describe('SimAgent mux mode', () => {
     // keepalive ends the idle session, the trap SPEC 10.2 describes.
     const silent = await start('1.2.331.0', { agentVersion: '3.3.987.0', smuxKeepaliveTimeoutMs: 300 });
     expect(await silent.ended).toMatch(/^smux session failed: no smux frame received/);
+
+    // Before 3.1.1575.0 the agent kept keepalive on whatever the client said (SPEC 10.2 history).
+    const older = await start('1.2.764.0', { agentVersion: '3.1.1000.0' });
+    await sleep(350);
+    expect(nops(older.relay)).toBeGreaterThanOrEqual(1);
   });
 });
 

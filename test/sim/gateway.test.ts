@@ -37,8 +37,8 @@ import { CloseCode, type GatewaySessionStats } from '../../src/sim/gateway.js';
 import { type Simulator, type SimulatorOptions, startSimulator } from '../../src/sim/index.js';
 import { startEchoServer, type TcpServerHandle } from '../helpers/net.js';
 
-const BASTION = 'i-0sim0000000000001';
-const LEGACY = 'i-0sim0000000000002';
+const BASTION = 'i-05e1a000000000001';
+const LEGACY = 'i-05e1a000000000002';
 
 let echo: TcpServerHandle;
 const sims: Simulator[] = [];
