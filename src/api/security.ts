@@ -11,12 +11,20 @@ export function registerSecurity(app: FastifyInstance): void {
   app.addHook('onRequest', async (req, reply) => {
     const host = req.headers.host ?? '';
     if (!LOCAL_HOST_RE.test(host)) {
-      return reply.status(403).send({ code: 'FORBIDDEN_HOST', message: `Host ${JSON.stringify(host)} is not allowed` });
+      return reply
+        .status(403)
+        .send({ code: 'FORBIDDEN_HOST', message: `Host ${JSON.stringify(host)} is not allowed` });
     }
     const origin = req.headers.origin;
     const site = req.headers['sec-fetch-site'];
-    if ((origin && origin !== 'null' && !isLocalOrigin(origin)) || origin === 'null' || (site && site !== 'same-origin' && site !== 'none')) {
-      return reply.status(403).send({ code: 'FORBIDDEN_ORIGIN', message: 'browser requests are not allowed' });
+    if (
+      (origin && origin !== 'null' && !isLocalOrigin(origin)) ||
+      origin === 'null' ||
+      (site && site !== 'same-origin' && site !== 'none')
+    ) {
+      return reply
+        .status(403)
+        .send({ code: 'FORBIDDEN_ORIGIN', message: 'browser requests are not allowed' });
     }
   });
 }

@@ -4,8 +4,8 @@
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { TunnelManager } from '../daemon/manager.js';
 import { TunnelError } from '../daemon/errors.js';
+import type { TunnelManager } from '../daemon/manager.js';
 import { registerSecurity } from './security.js';
 
 export interface ApiDeps {
@@ -51,10 +51,14 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
 
   app.get('/tunnels', async () => ({ tunnels: deps.manager.list() }));
 
-  app.get('/tunnels/:name', { schema: { params: nameParams, response: { 404: errorSchema } } }, async (req) => {
-    const { name } = req.params as { name: string };
-    return deps.manager.require(name).status();
-  });
+  app.get(
+    '/tunnels/:name',
+    { schema: { params: nameParams, response: { 404: errorSchema } } },
+    async (req) => {
+      const { name } = req.params as { name: string };
+      return deps.manager.require(name).status();
+    },
+  );
 
   app.post('/tunnels/:name/open', { schema: { params: nameParams } }, async (req) => {
     const { name } = req.params as { name: string };

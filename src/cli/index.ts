@@ -42,8 +42,12 @@ async function main(argv: string[]): Promise<number> {
     return await (await load())(rest);
   } catch (e) {
     const err = e as { code?: string; message?: string; fix?: string };
-    process.stderr.write(`ssmtun ${name}: ${err.message ?? String(e)}${err.fix ? `\n  fix: ${err.fix}` : ''}\n`);
-    return err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' ? 2 : 1;
+    process.stderr.write(
+      `ssmtun ${name}: ${err.message ?? String(e)}${err.fix ? `\n  fix: ${err.fix}` : ''}\n`,
+    );
+    return err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE'
+      ? 2
+      : 1;
   }
 }
 

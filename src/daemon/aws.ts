@@ -3,6 +3,8 @@
  * DescribeInstanceInformation through @aws-sdk/client-ssm with the SDK's default credential chain per
  * profile and region, and the SigV4 signature for the data-channel WebSocket upgrade (SPEC 3.2).
  */
+
+import { Sha256 } from '@aws-crypto/sha256-js';
 import {
   DescribeInstanceInformationCommand,
   ResumeSessionCommand,
@@ -10,7 +12,6 @@ import {
   StartSessionCommand,
   TerminateSessionCommand,
 } from '@aws-sdk/client-ssm';
-import { Sha256 } from '@aws-crypto/sha256-js';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { TunnelError } from './errors.js';
@@ -29,7 +30,11 @@ export interface AwsTarget {
 
 /** What a tunnel needs from AWS; the daemon's only dependency on the SDK. */
 export interface SsmGateway {
-  startSession(target: string, documentName: string, parameters: Record<string, string[]>): Promise<SessionTokens>;
+  startSession(
+    target: string,
+    documentName: string,
+    parameters: Record<string, string[]>,
+  ): Promise<SessionTokens>;
   /** Undefined when the service says the session is gone (empty TokenValue, SPEC 2.3). */
   resumeSession(sessionId: string): Promise<SessionTokens | undefined>;
   terminateSession(sessionId: string): Promise<void>;
@@ -130,7 +135,12 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
       } catch (e) {
         throw fixFor(e);
       }
-      const signer = new SignatureV4({ service: 'ssmmessages', region: t.region, credentials, sha256: Sha256 });
+      const signer = new SignatureV4({
+        service: 'ssmmessages',
+        region: t.region,
+        credentials,
+        sha256: Sha256,
+      });
       const query: Record<string, string> = {};
       for (const [k, v] of url.searchParams) query[k] = v;
       const signed = await signer.sign(
@@ -145,7 +155,8 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
         }),
       );
       const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(signed.headers)) if (k.toLowerCase() !== 'host') headers[k] = String(v);
+      for (const [k, v] of Object.entries(signed.headers))
+        if (k.toLowerCase() !== 'host') headers[k] = String(v);
       return headers;
     },
     destroy() {
@@ -162,9 +173,14 @@ export function classifyAwsError(e: unknown, profile?: string): TunnelError {
   const message = err.message ?? String(e);
   const p = profile ? ` --profile ${profile}` : '';
   if (/sso/i.test(message) && /(expired|invalid|refresh|token)/i.test(message)) {
-    return new TunnelError('SSO_LOGIN_REQUIRED', `AWS SSO session expired: ${message}`, `run: aws sso login${p}`, {
-      cause: e,
-    });
+    return new TunnelError(
+      'SSO_LOGIN_REQUIRED',
+      `AWS SSO session expired: ${message}`,
+      `run: aws sso login${p}`,
+      {
+        cause: e,
+      },
+    );
   }
   switch (name) {
     case 'CredentialsProviderError':
@@ -180,9 +196,14 @@ export function classifyAwsError(e: unknown, profile?: string): TunnelError {
     case 'ExpiredToken':
     case 'RequestExpired':
     case 'TokenRefreshRequired':
-      return new TunnelError('CREDENTIALS_EXPIRED', `AWS credentials expired: ${message}`, `refresh them, e.g. aws sso login${p}`, {
-        cause: e,
-      });
+      return new TunnelError(
+        'CREDENTIALS_EXPIRED',
+        `AWS credentials expired: ${message}`,
+        `refresh them, e.g. aws sso login${p}`,
+        {
+          cause: e,
+        },
+      );
     case 'AccessDeniedException':
     case 'UnrecognizedClientException':
     case 'InvalidSignatureException':

@@ -29,7 +29,9 @@ export const REDACT_PATHS = [
   'req.headers["x-ssmtun-token"]',
 ];
 
-export function createLogger(opts: { level?: string; pretty?: boolean; destination?: pino.DestinationStream } = {}): Logger {
+export function createLogger(
+  opts: { level?: string; pretty?: boolean; destination?: pino.DestinationStream } = {},
+): Logger {
   const base: pino.LoggerOptions = {
     level: opts.level ?? process.env.SSMTUN_LOG_LEVEL ?? 'info',
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },

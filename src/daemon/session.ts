@@ -262,7 +262,7 @@ export class ClientSession {
         this.opts.logger.warn({ attempt, err: lastError }, 'resume attempt failed');
       }
       await new Promise((r) => setTimeout(r, delay));
-      delay = delay * 2 > RECONNECT_MAX_DELAY_MS ? RECONNECT_MAX_DELAY_MS : delay * 2;
+      delay = Math.min(delay * 2, RECONNECT_MAX_DELAY_MS);
     }
     this.finish(new TunnelError('RESUME_FAILED', `could not resume the session: ${lastError}`));
   }

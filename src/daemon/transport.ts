@@ -54,7 +54,11 @@ export class Transport {
         ws.removeAllListeners();
         ws.on('error', () => {});
         ws.terminate();
-        reject(new TunnelError('WEBSOCKET_FAILED', `data channel WebSocket failed: ${err.message}`, undefined, { cause: err }));
+        reject(
+          new TunnelError('WEBSOCKET_FAILED', `data channel WebSocket failed: ${err.message}`, undefined, {
+            cause: err,
+          }),
+        );
       };
       ws.once('error', onOpenError);
       ws.once('unexpected-response', (_req, res) => {
@@ -91,7 +95,9 @@ export class Transport {
       this.lastSeen = Date.now();
     });
     ws.on('error', () => {}); // 'close' follows and reports it
-    ws.on('close', (code, reason) => this.drop(`WebSocket closed (${code}${reason.length ? ` ${reason}` : ''})`));
+    ws.on('close', (code, reason) =>
+      this.drop(`WebSocket closed (${code}${reason.length ? ` ${reason}` : ''})`),
+    );
     const interval = this.opts.pingIntervalMs ?? PING_INTERVAL_MS;
     const deadAfter = this.opts.deadAfterMs ?? DEAD_AFTER_MS;
     ws.ping('keepalive');

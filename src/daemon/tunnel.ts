@@ -43,7 +43,17 @@ export interface TunnelDeps {
   gateway: (t: AwsTarget) => SsmGateway;
   logger: Logger;
   /** Overrides for tests and benchmarks (timeouts, window sizes). */
-  session?: Partial<Pick<SessionOptions, 'handshakeTimeoutMs' | 'maxReconnectMs' | 'pingIntervalMs' | 'deadAfterMs' | 'maxUnackedMessages' | 'maxUnackedBytes'>>;
+  session?: Partial<
+    Pick<
+      SessionOptions,
+      | 'handshakeTimeoutMs'
+      | 'maxReconnectMs'
+      | 'pingIntervalMs'
+      | 'deadAfterMs'
+      | 'maxUnackedMessages'
+      | 'maxUnackedBytes'
+    >
+  >;
 }
 
 /** Above this much data queued in local sockets, stop taking data from the agent (it resends later). */
@@ -233,7 +243,8 @@ export class Tunnel {
       );
     }
     // Prefer the instance we used before, so the same bastion serves a tunnel while it stays online.
-    this.resolvedTarget = this.resolvedTarget && ids.includes(this.resolvedTarget) ? this.resolvedTarget : ids.sort()[0];
+    this.resolvedTarget =
+      this.resolvedTarget && ids.includes(this.resolvedTarget) ? this.resolvedTarget : ids.sort()[0];
     return this.resolvedTarget;
   }
 

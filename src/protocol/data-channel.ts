@@ -12,7 +12,7 @@ import {
   MessageType,
   PayloadType,
 } from './message.js';
-import { type ChannelClosed, buildAcknowledge, parseAcknowledge, parseChannelClosed } from './payloads.js';
+import { buildAcknowledge, type ChannelClosed, parseAcknowledge, parseChannelClosed } from './payloads.js';
 
 export const RESEND_TICK_MS = 100;
 export const INITIAL_SRTT_MS = 100;
@@ -411,7 +411,8 @@ export class DataChannel {
     if (!this.connected) return;
     const now = this.opts.now();
     const q = this.outgoing;
-    for (let i = this.outHead; i < q.length; i++) if (!q[i].acked && !q[i].transmitted) this.transmit(q[i], now);
+    for (let i = this.outHead; i < q.length; i++)
+      if (!q[i].acked && !q[i].transmitted) this.transmit(q[i], now);
   }
 
   private fail(err: ProtocolError): void {
@@ -428,6 +429,8 @@ export class DataChannel {
 
 function isHandshakePayload(t: number): boolean {
   return (
-    t === PayloadType.HandshakeRequest || t === PayloadType.HandshakeComplete || t === PayloadType.EncChallengeRequest
+    t === PayloadType.HandshakeRequest ||
+    t === PayloadType.HandshakeComplete ||
+    t === PayloadType.EncChallengeRequest
   );
 }

@@ -30,7 +30,10 @@ export interface HandshakeAnswer {
 }
 
 /** Builds the response to a HandshakeRequest: one processed action per requested action, in order. */
-export function answerHandshakeRequest(req: HandshakeRequest, clientVersion = CLIENT_VERSION): HandshakeAnswer {
+export function answerHandshakeRequest(
+  req: HandshakeRequest,
+  clientVersion = CLIENT_VERSION,
+): HandshakeAnswer {
   const processed: ProcessedClientAction[] = [];
   let properties: PortProperties | undefined;
   let error: ProtocolError | undefined;
@@ -41,20 +44,35 @@ export function answerHandshakeRequest(req: HandshakeRequest, clientVersion = CL
       const props = portProperties(action) ?? {};
       if (sessionType === 'Port' && props.type === 'LocalPortForwarding') {
         properties = props;
-        processed.push({ ActionType: 'SessionType', ActionStatus: ActionStatus.Success, ActionResult: null, Error: '' });
+        processed.push({
+          ActionType: 'SessionType',
+          ActionStatus: ActionStatus.Success,
+          ActionResult: null,
+          Error: '',
+        });
       } else {
         const why =
           sessionType === 'Port'
             ? `port session type ${JSON.stringify(props.type ?? '')} is not LocalPortForwarding; use AWS-StartPortForwardingSession or AWS-StartPortForwardingSessionToRemoteHost`
             : `session type ${JSON.stringify(sessionType)} is not supported; ssmtun only forwards ports`;
         error ??= new ProtocolError('UNSUPPORTED_SESSION', why);
-        processed.push({ ActionType: 'SessionType', ActionStatus: ActionStatus.Failed, ActionResult: null, Error: why });
+        processed.push({
+          ActionType: 'SessionType',
+          ActionStatus: ActionStatus.Failed,
+          ActionResult: null,
+          Error: why,
+        });
       }
     } else if (action.ActionType === 'KMSEncryption') {
       // Current agents never encrypt Port sessions (SPEC 9); a Failed answer makes the agent cancel cleanly.
       const why = 'KMS encryption is not supported by ssmtun for port sessions';
       error ??= new ProtocolError('UNSUPPORTED_SESSION', why);
-      processed.push({ ActionType: 'KMSEncryption', ActionStatus: ActionStatus.Failed, ActionResult: null, Error: why });
+      processed.push({
+        ActionType: 'KMSEncryption',
+        ActionStatus: ActionStatus.Failed,
+        ActionResult: null,
+        Error: why,
+      });
     } else {
       processed.push({
         ActionType: action.ActionType,
@@ -95,7 +113,11 @@ export class ClientHandshake {
     if (!req) {
       this.state = 'failed';
       return {
-        response: { ClientVersion: this.clientVersion, ProcessedClientActions: [], Errors: ['malformed request'] },
+        response: {
+          ClientVersion: this.clientVersion,
+          ProcessedClientActions: [],
+          Errors: ['malformed request'],
+        },
         error: new ProtocolError('HANDSHAKE_FAILED', 'malformed HandshakeRequest'),
       };
     }

@@ -204,7 +204,10 @@ export function decodeMessage(input: Uint8Array, opts: DecodeOptions = {}): Deco
     if (publication) {
       return { ok: true, message: publicationMessage(frame, messageType, headerLength) };
     }
-    return fail('BAD_HEADER_LENGTH', `HeaderLength ${headerLength} does not fit a ${frame.length}-byte frame`);
+    return fail(
+      'BAD_HEADER_LENGTH',
+      `HeaderLength ${headerLength} does not fit a ${frame.length}-byte frame`,
+    );
   }
   const createdDate = Number(frame.readBigUInt64BE(CREATED_DATE_OFFSET));
   if (createdDate === 0 && !publication) return fail('ZERO_CREATED_DATE', 'CreatedDate is 0');

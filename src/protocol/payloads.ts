@@ -108,7 +108,8 @@ export function parseChannelClosed(payload: Uint8Array): ChannelClosed {
   const str = (k: string) => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
   return {
     MessageId: str('MessageId'),
-    CreatedDate: str('CreatedDate') ?? (typeof o.CreatedDate === 'number' ? String(o.CreatedDate) : undefined),
+    CreatedDate:
+      str('CreatedDate') ?? (typeof o.CreatedDate === 'number' ? String(o.CreatedDate) : undefined),
     DestinationId: str('DestinationId'),
     SessionId: str('SessionId'),
     MessageType: str('MessageType'),
@@ -142,7 +143,11 @@ export function parseHandshakeRequest(payload: Uint8Array): HandshakeRequest | u
   if (!o || typeof o.AgentVersion !== 'string' || !Array.isArray(o.RequestedClientActions)) return undefined;
   const actions: RequestedClientAction[] = [];
   for (const a of o.RequestedClientActions) {
-    if (typeof a !== 'object' || a === null || typeof (a as { ActionType?: unknown }).ActionType !== 'string') {
+    if (
+      typeof a !== 'object' ||
+      a === null ||
+      typeof (a as { ActionType?: unknown }).ActionType !== 'string'
+    ) {
       return undefined;
     }
     actions.push(a as RequestedClientAction);
@@ -219,7 +224,11 @@ export function parseOpenDataChannel(text: string): OpenDataChannelInput | undef
   }
   if (typeof o !== 'object' || o === null) return undefined;
   const r = o as Record<string, unknown>;
-  if (r.MessageSchemaVersion !== '1.0' || typeof r.RequestId !== 'string' || typeof r.TokenValue !== 'string') {
+  if (
+    r.MessageSchemaVersion !== '1.0' ||
+    typeof r.RequestId !== 'string' ||
+    typeof r.TokenValue !== 'string'
+  ) {
     return undefined;
   }
   if (typeof r.ClientId !== 'string' && typeof r.ClientInstanceId !== 'string') return undefined;

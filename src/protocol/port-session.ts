@@ -5,9 +5,9 @@
  * stream messages and back.
  */
 import { ProtocolError } from './errors.js';
+import { CLIENT_VERSION, ClientHandshake } from './handshake.js';
 import { type DecodedMessage, decodeFlag, encodeFlag, PayloadFlag, PayloadType } from './message.js';
 import { buildHandshakeResponse, type PortProperties } from './payloads.js';
-import { CLIENT_VERSION, ClientHandshake } from './handshake.js';
 import { SmuxSession } from './smux.js';
 import { clientModeFor } from './version.js';
 

@@ -724,7 +724,11 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
     );
     this.completeSent = true;
     this.state = 'running';
-    const decision = agentModeFor(this.clientVersion ?? '', this.opts.properties.type, this.opts.agentVersion);
+    const decision = agentModeFor(
+      this.clientVersion ?? '',
+      this.opts.properties.type,
+      this.opts.agentVersion,
+    );
     this.mode = decision.mode;
     this.log.debug({ mode: decision.mode, keepalive: decision.smuxKeepalive }, 'handshake complete');
     if (decision.mode === 'mux') {

@@ -29,7 +29,9 @@ describe('local API', () => {
     const res = await app.inject({ method: 'GET', url: '/tunnels', headers: { host: 'localhost:7711' } });
     expect(res.statusCode).toBe(200);
     const body = res.json() as { tunnels: Array<{ name: string; state: string; localPort: number }> };
-    expect(body.tunnels).toEqual([expect.objectContaining({ name: 'db', state: 'listening', localPort: port })]);
+    expect(body.tunnels).toEqual([
+      expect.objectContaining({ name: 'db', state: 'listening', localPort: port }),
+    ]);
   });
 
   it('answers unknown tunnels and routes with JSON errors carrying a code', async () => {
@@ -39,13 +41,21 @@ describe('local API', () => {
     const b = await app.inject({ method: 'GET', url: '/nothing', headers: { host: '127.0.0.1:7711' } });
     expect(b.statusCode).toBe(404);
     expect(b.json()).toMatchObject({ code: 'NOT_FOUND' });
-    const c = await app.inject({ method: 'POST', url: '/tunnels/bad%20name!/open', headers: { host: '127.0.0.1' } });
+    const c = await app.inject({
+      method: 'POST',
+      url: '/tunnels/bad%20name!/open',
+      headers: { host: '127.0.0.1' },
+    });
     expect(c.statusCode).toBe(400);
     expect(c.json()).toMatchObject({ code: 'BAD_REQUEST' });
   });
 
   it('refuses DNS-rebinding hosts and cross-site browser requests', async () => {
-    const evilHost = await app.inject({ method: 'GET', url: '/tunnels', headers: { host: 'evil.example:7711' } });
+    const evilHost = await app.inject({
+      method: 'GET',
+      url: '/tunnels',
+      headers: { host: 'evil.example:7711' },
+    });
     expect(evilHost.statusCode).toBe(403);
     expect(evilHost.json()).toMatchObject({ code: 'FORBIDDEN_HOST' });
     const origin = await app.inject({

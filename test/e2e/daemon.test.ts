@@ -6,9 +6,23 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, closedPort, freePort, pseudoRandomBytes, readExactly, startEchoServer, startSinkServer } from '../helpers/net.js';
+import {
+  closedPort,
+  connect,
+  freePort,
+  pseudoRandomBytes,
+  readExactly,
+  startEchoServer,
+  startSinkServer,
+} from '../helpers/net.js';
 import { type PgCluster, pgTool, startPostgres } from '../helpers/postgres.js';
-import { countCalls, type DaemonProcess, type SimProcess, startDaemonProcess, startSimProcess } from './harness.js';
+import {
+  countCalls,
+  type DaemonProcess,
+  type SimProcess,
+  startDaemonProcess,
+  startSimProcess,
+} from './harness.js';
 
 const run = promisify(execFile);
 
@@ -33,8 +47,17 @@ describe('daemon with the simulator and a real PostgreSQL', () => {
   let echo: Awaited<ReturnType<typeof startEchoServer>>;
 
   beforeAll(async () => {
-    [sim, pg, echo] = await Promise.all([startSimProcess(['--no-pacing']), startPostgres({ maxConnections: 40 }), startEchoServer()]);
-    [pgPort, echoPort, refusedPort, idlePort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    [sim, pg, echo] = await Promise.all([
+      startSimProcess(['--no-pacing']),
+      startPostgres({ maxConnections: 40 }),
+      startEchoServer(),
+    ]);
+    [pgPort, echoPort, refusedPort, idlePort] = await Promise.all([
+      freePort(),
+      freePort(),
+      freePort(),
+      freePort(),
+    ]);
     daemon = await startDaemonProcess(sim, [
       { name: 'pg', localPort: pgPort, remotePort: pg.port },
       { name: 'echo', localPort: echoPort, remotePort: echo.port, targetTag: 'Name=bastion' },
@@ -98,7 +121,7 @@ describe('daemon with the simulator and a real PostgreSQL', () => {
       sock.on('close', () => {
         closedEarly = true;
       });
-      const st0 = (await d2.api<TunnelStatusJson>('/tunnels/sink'));
+      const st0 = await d2.api<TunnelStatusJson>('/tunnels/sink');
       const resumesBefore = countCalls(await sim.state(), 'ResumeSession');
       let written = 0;
       let killed = false;
@@ -109,7 +132,7 @@ describe('daemon with the simulator and a real PostgreSQL', () => {
         if (!sock.write(part)) await new Promise((r) => sock.once('drain', r));
         if (!killed && written >= size / 3 && sink.received() > 0) {
           killed = true;
-          const sid = ((await d2.api<TunnelStatusJson>('/tunnels/sink')).sessionId)!;
+          const sid = (await d2.api<TunnelStatusJson>('/tunnels/sink')).sessionId!;
           await sim.control('/_sim/kill', { sessionId: sid, side: 'client' });
         }
       }
@@ -131,7 +154,8 @@ describe('daemon with the simulator and a real PostgreSQL', () => {
 
   it('pgbench keeps all 8 connections while the client WebSocket is killed under load', async () => {
     const env = { ...pg.env(), PGHOST: '127.0.0.1', PGPORT: String(pgPort) };
-    const sid = (await status('pg')).sessionId ?? (await psql(pgPort, 'select 1'), (await status('pg')).sessionId);
+    const sid =
+      (await status('pg')).sessionId ?? (await psql(pgPort, 'select 1'), (await status('pg')).sessionId);
     const resumesBefore = countCalls(await sim.state(), 'ResumeSession');
     const bench = run(pgTool('pgbench'), ['-S', '-c', '8', '-j', '2', '-T', '6', '-n'], { env });
     await new Promise((r) => setTimeout(r, 2000)); // let pgbench connect: killing before it has no point
@@ -147,7 +171,11 @@ describe('daemon with the simulator and a real PostgreSQL', () => {
     const first = (await status('idle')).sessionId!;
     expect(first).toBeTruthy();
     await daemon.waitForLog((l) => l.tunnel === 'idle' && l.msg === 'idle: terminating session', 15_000);
-    await expect.poll(async () => (await sim.state()).sessions.find((s) => s.sessionId === first)?.status, { timeout: 10_000 }).toBe('Terminated');
+    await expect
+      .poll(async () => (await sim.state()).sessions.find((s) => s.sessionId === first)?.status, {
+        timeout: 10_000,
+      })
+      .toBe('Terminated');
     expect((await status('idle')).state).toBe('listening');
     expect(await psql(idlePort, 'select 2')).toBe('2');
     const second = (await status('idle')).sessionId!;

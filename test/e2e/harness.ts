@@ -88,7 +88,10 @@ export interface DaemonProcess {
   logs: Array<Record<string, unknown>>;
   rawLog(): string;
   api<T = unknown>(pathname: string, method?: 'GET' | 'POST'): Promise<T>;
-  waitForLog(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitForLog(
+    pred: (l: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
   /** SIGTERM; resolves with the exit code. */
   stop(): Promise<number | null>;
 }
@@ -105,7 +108,9 @@ export interface TunnelSpec {
 }
 
 export function tunnelToml(sim: SimInfo, t: TunnelSpec): string {
-  const target = t.targetTag ? `target_tag = "${t.targetTag}"` : `target = "${t.target ?? sim.instances[0].id}"`;
+  const target = t.targetTag
+    ? `target_tag = "${t.targetTag}"`
+    : `target = "${t.target ?? sim.instances[0].id}"`;
   return [
     `[tunnels.${t.name}]`,
     `region = "${sim.region}"`,
@@ -126,14 +131,22 @@ process.on('exit', () => {
   for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
 });
 
-export async function startDaemonProcess(sim: SimInfo, tunnels: TunnelSpec[], extraEnv: NodeJS.ProcessEnv = {}): Promise<DaemonProcess> {
+export async function startDaemonProcess(
+  sim: SimInfo,
+  tunnels: TunnelSpec[],
+  extraEnv: NodeJS.ProcessEnv = {},
+): Promise<DaemonProcess> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ssmtun-e2e-'));
   tmpDirs.push(dir);
   const apiPort = await freePort();
   const configFile = path.join(dir, 'config.toml');
-  writeFileSync(configFile, `[daemon]\napi_port = ${apiPort}\n\n${tunnels.map((t) => tunnelToml(sim, t)).join('\n')}`, {
-    mode: 0o600,
-  });
+  writeFileSync(
+    configFile,
+    `[daemon]\napi_port = ${apiPort}\n\n${tunnels.map((t) => tunnelToml(sim, t)).join('\n')}`,
+    {
+      mode: 0o600,
+    },
+  );
   const proc = spawnCli(['daemon', '--config', configFile], {
     AWS_ACCESS_KEY_ID: sim.accessKeyId,
     AWS_SECRET_ACCESS_KEY: sim.secretAccessKey,
@@ -145,7 +158,10 @@ export async function startDaemonProcess(sim: SimInfo, tunnels: TunnelSpec[], ex
   });
   const logs: Array<Record<string, unknown>> = [];
   let raw = '';
-  const waiters = new Set<{ pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }>();
+  const waiters = new Set<{
+    pred: (l: Record<string, unknown>) => boolean;
+    resolve: (l: Record<string, unknown>) => void;
+  }>();
   const rl = createInterface({ input: proc.stdout! });
   rl.on('line', (line) => {
     raw += `${line}\n`;

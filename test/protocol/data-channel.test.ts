@@ -4,10 +4,19 @@ import { DataChannel, INITIAL_RTO_MS, MAX_RTO_MS } from '../../src/protocol/data
 import { decodeMessage, encodeMessage, MessageType, PayloadType } from '../../src/protocol/message.js';
 import { isAckFor, isStreamSeq, type LinkFaults, runPair } from './lossy-link.js';
 
-const clean: LinkFaults = { drop: 0, duplicate: 0, jitterMs: 0, baseDelayMs: 1, reconnectAt: [], reconnectDownMs: 0 };
+const clean: LinkFaults = {
+  drop: 0,
+  duplicate: 0,
+  jitterMs: 0,
+  baseDelayMs: 1,
+  reconnectAt: [],
+  reconnectDownMs: 0,
+};
 
 function chunks(n: number, seed: number): Buffer[] {
-  return Array.from({ length: n }, (_, i) => Buffer.from(`${seed}:${i}:`.padEnd(8 + ((i * 7 + seed) % 40), 'x')));
+  return Array.from({ length: n }, (_, i) =>
+    Buffer.from(`${seed}:${i}:`.padEnd(8 + ((i * 7 + seed) % 40), 'x')),
+  );
 }
 
 const concat = (b: Buffer[]) => Buffer.concat(b).toString('latin1');
@@ -76,8 +85,14 @@ describe('data channel over a lossy link', () => {
       // The agent "discards" the client's ack of its seq 5 (as its racy send/record does), and its seq 6
       // is lost once: only the front entry is ever resent, so 6 waits behind 5.
       dropIf: (frame, from) => {
-        if (from === 'client' && !ackDropped && isAckFor(frame, 5)) return (ackDropped = true);
-        if (from === 'agent' && !lossDone && isStreamSeq(frame, 6)) return (lossDone = true);
+        if (from === 'client' && !ackDropped && isAckFor(frame, 5)) {
+          ackDropped = true;
+          return true;
+        }
+        if (from === 'agent' && !lossDone && isStreamSeq(frame, 6)) {
+          lossDone = true;
+          return true;
+        }
         return false;
       },
     };
@@ -167,7 +182,12 @@ describe('data channel rules', () => {
     const orig = decodeMessage(m);
     expect(ack.ok && orig.ok).toBe(true);
     if (!ack.ok || !orig.ok) return;
-    expect(ack.message).toMatchObject({ messageType: 'acknowledge', sequenceNumber: 0, flags: 3, payloadType: 0 });
+    expect(ack.message).toMatchObject({
+      messageType: 'acknowledge',
+      sequenceNumber: 0,
+      flags: 3,
+      payloadType: 0,
+    });
     expect(JSON.parse(ack.message.payload.toString())).toEqual({
       AcknowledgedMessageType: 'output_stream_data',
       AcknowledgedMessageId: orig.message.messageId,
@@ -330,7 +350,13 @@ describe('data channel rules', () => {
     ch.setConnected(true);
     expect(sent).toEqual([0, 0, 1]);
     const pub = (type: string) =>
-      encodeMessage({ messageType: type, sequenceNumber: 0, flags: 0, payloadType: 0, payload: Buffer.alloc(0) });
+      encodeMessage({
+        messageType: type,
+        sequenceNumber: 0,
+        flags: 0,
+        payloadType: 0,
+        payload: Buffer.alloc(0),
+      });
     ch.receive(pub(MessageType.PausePublication));
     ch.sendStream(PayloadType.Output, Buffer.from('c'));
     expect(sent).toEqual([0, 0, 1]);
@@ -340,7 +366,12 @@ describe('data channel rules', () => {
 
   it('agent role marks seq 0 with the SYN flag and later messages with 0', () => {
     const frames: Buffer[] = [];
-    const ch = new DataChannel({ role: 'agent', now: () => 1, send: (f) => frames.push(f), deliver: () => true });
+    const ch = new DataChannel({
+      role: 'agent',
+      now: () => 1,
+      send: (f) => frames.push(f),
+      deliver: () => true,
+    });
     ch.sendStream(PayloadType.HandshakeRequest, Buffer.from('{}'));
     ch.sendStream(PayloadType.Output, Buffer.from('x'));
     const flags = frames.map((f) => {

@@ -114,8 +114,10 @@ export function runPair(o: PairOptions): PairResult {
     agent.unackedCount === 0;
 
   while (now - t0 <= o.maxTimeMs) {
-    while (ci < o.clientToAgent.length && client.writable) client.sendStream(PayloadType.Output, o.clientToAgent[ci++]);
-    while (ai < o.agentToClient.length && agent.writable) agent.sendStream(PayloadType.Output, o.agentToClient[ai++]);
+    while (ci < o.clientToAgent.length && client.writable)
+      client.sendStream(PayloadType.Output, o.clientToAgent[ci++]);
+    while (ai < o.agentToClient.length && agent.writable)
+      agent.sendStream(PayloadType.Output, o.agentToClient[ai++]);
     if (finished()) break;
     if (reconnects.length && now >= reconnects[0]) {
       reconnects.shift();

@@ -41,7 +41,10 @@ export async function daemonCommand(argv: string[]): Promise<number> {
     try {
       await api.listen({ host: '127.0.0.1', port: apiPort });
     } catch (e) {
-      logger.error({ err: (e as Error).message, port: apiPort }, 'API could not listen; tunnels keep working');
+      logger.error(
+        { err: (e as Error).message, port: apiPort },
+        'API could not listen; tunnels keep working',
+      );
     }
   }
   logger.info({ config: file, tunnels: config.tunnels.length, apiPort }, 'ssmtun daemon ready');

@@ -29,7 +29,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
     },
   });
   const once = values.once ?? false;
-  const logger = createLogger({ level: values.verbose ? 'info' : 'warn', pretty: !once && process.stdout.isTTY });
+  const logger = createLogger({
+    level: values.verbose ? 'info' : 'warn',
+    pretty: !once && process.stdout.isTTY,
+  });
   const out = (s: string) => process.stdout.write(`${s}\n`);
 
   const sim = await startSimulator({ port: 0, logger: logger.child({ component: 'sim' }) });
@@ -45,7 +48,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
     cleanup.push(() => echo.close());
     if (!values['no-postgres'] && pgAvailable()) {
       pg = await startPostgres().catch((e: Error) => {
-        logger.warn({ err: e.message }, 'PostgreSQL did not start; the demo goes on with the echo tunnel only');
+        logger.warn(
+          { err: e.message },
+          'PostgreSQL did not start; the demo goes on with the echo tunnel only',
+        );
         return undefined;
       });
       if (pg) cleanup.push(() => pg!.stop());
@@ -82,12 +88,15 @@ export async function demoCommand(argv: string[]): Promise<number> {
     } catch {
       apiLine = `(port ${apiPort} is busy, so the API is off; try --api-port N)`;
     }
-    out(`ssmtun demo: simulated AWS at ${sim.endpoint}, daemon with ${config.tunnels.length} tunnel(s). Config: ${configFile}`);
+    out(
+      `ssmtun demo: simulated AWS at ${sim.endpoint}, daemon with ${config.tunnels.length} tunnel(s). Config: ${configFile}`,
+    );
     out('');
     out('Try, in another terminal:');
     out(`  ${apiLine}`);
     out(`  echo hello | nc -q1 127.0.0.1 ${echoLocal}        # tunnel "demo-echo" to an echo server`);
-    if (pg) out(`  psql "host=127.0.0.1 port=${pgLocal} user=postgres dbname=postgres" -c 'select version()'`);
+    if (pg)
+      out(`  psql "host=127.0.0.1 port=${pgLocal} user=postgres dbname=postgres" -c 'select version()'`);
     else out('  (install PostgreSQL to also get a "demo-pg" tunnel)');
     out('');
     out('Ctrl-C stops everything.');

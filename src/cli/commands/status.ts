@@ -2,14 +2,19 @@
 import { parseArgs } from 'node:util';
 
 export async function statusCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { 'api-port': { type: 'string' }, json: { type: 'boolean' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { 'api-port': { type: 'string' }, json: { type: 'boolean' } },
+  });
   const port = Number(values['api-port'] ?? process.env.SSMTUN_API_PORT ?? 7711);
   let body: { tunnels: Array<Record<string, unknown>> };
   try {
     const res = await fetch(`http://127.0.0.1:${port}/tunnels`);
     body = (await res.json()) as typeof body;
   } catch (e) {
-    process.stderr.write(`ssmtun status: no daemon answers on 127.0.0.1:${port} (${(e as Error).message})\n  fix: start it with: ssmtun daemon\n`);
+    process.stderr.write(
+      `ssmtun status: no daemon answers on 127.0.0.1:${port} (${(e as Error).message})\n  fix: start it with: ssmtun daemon\n`,
+    );
     return 1;
   }
   if (values.json) {
