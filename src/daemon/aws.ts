@@ -26,6 +26,8 @@ export interface AwsTarget {
   profile?: string;
   region: string;
   endpoint?: string;
+  /** Static credentials instead of the SDK's default chain (tests and benchmarks only). */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
 }
 
 /** What a tunnel needs from AWS; the daemon's only dependency on the SDK. */
@@ -68,6 +70,7 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
     region: t.region,
     ...(t.profile ? { profile: t.profile } : {}),
     ...(endpoint ? { endpoint } : {}),
+    ...(t.credentials ? { credentials: t.credentials } : {}),
   });
   const fixFor = (e: unknown) => classifyAwsError(e, t.profile);
   return {

@@ -66,6 +66,18 @@ export interface DataChannelOptions {
   onDrain?: () => void;
   /** Re-ack duplicates (SPEC trap 13). Only the simulator's emulation of old peers turns this off. */
   reackDuplicates?: boolean;
+  /**
+   * When a retransmitted front entry is acked and the next one is overdue too, resend that one at
+   * once instead of on the next 100 ms tick. Still only the oldest entry is ever resent, but a burst
+   * lost with a dead socket heals in round trips rather than in ticks. The real agent does not do
+   * this; the simulator's agent turns it off to stay faithful.
+   */
+  fastRecovery?: boolean;
+  /**
+   * On reconnect, resend everything unacked rather than only the front entry (see setConnected). The
+   * real agent resends only the front; the simulator's agent turns this off to stay faithful.
+   */
+  resendAllOnReconnect?: boolean;
   maxUnackedMessages?: number;
   maxUnackedBytes?: number;
   reorderCapacity?: number;
@@ -83,6 +95,7 @@ interface OutgoingEntry {
   firstSent: number;
   lastSent: number;
   transmitted: boolean;
+  retransmitted: boolean;
   acked: boolean;
 }
 
@@ -96,6 +109,8 @@ export class DataChannel {
   private readonly reorderCapacity: number;
   private readonly resendDeadlineMs: number;
   private readonly reack: boolean;
+  private readonly fastRecovery: boolean;
+  private readonly resendAll: boolean;
 
   private nextSendSeq = 0;
   private expectedRecvSeq = 0;
@@ -135,6 +150,8 @@ export class DataChannel {
     this.reorderCapacity = opts.reorderCapacity ?? DEFAULT_REORDER_CAPACITY;
     this.resendDeadlineMs = opts.resendDeadlineMs ?? DEFAULT_RESEND_DEADLINE_MS;
     this.reack = opts.reackDuplicates ?? true;
+    this.fastRecovery = opts.fastRecovery ?? true;
+    this.resendAll = opts.resendAllOnReconnect ?? true;
     this.connected = opts.connected ?? true;
   }
 
@@ -197,6 +214,7 @@ export class DataChannel {
       firstSent: now,
       lastSent: now,
       transmitted: false,
+      retransmitted: false,
       acked: false,
     };
     this.outgoing.push(entry);
@@ -208,8 +226,12 @@ export class DataChannel {
   }
 
   private transmit(entry: OutgoingEntry, now: number): void {
-    if (entry.transmitted) this.counters.retransmissions++;
-    else this.counters.sent++;
+    if (entry.transmitted) {
+      this.counters.retransmissions++;
+      entry.retransmitted = true;
+    } else {
+      this.counters.sent++;
+    }
     entry.transmitted = true;
     entry.lastSent = now;
     this.opts.send(entry.frame);
@@ -323,11 +345,16 @@ export class DataChannel {
     }
     const entry = this.bySeq.get(ack.AcknowledgedMessageSequenceNumber);
     if (!entry) return;
-    this.updateRtt(this.opts.now() - entry.lastSent);
+    const now = this.opts.now();
+    this.updateRtt(now - entry.lastSent);
     entry.acked = true;
     this.bySeq.delete(entry.seq);
     this.unackedBytes -= entry.payloadBytes;
     this.compact();
+    if (entry.retransmitted && this.fastRecovery && this.connected && !this.paused) {
+      const next = this.front();
+      if (next?.transmitted && now - next.lastSent > this.rto) this.transmit(next, now);
+    }
     if (this.blocked && this.belowLowWater()) {
       this.blocked = false;
       this.opts.onDrain?.();
@@ -397,6 +424,12 @@ export class DataChannel {
     this.paused = false;
     const now = this.opts.now();
     const q = this.outgoing;
+    if (!this.resendAll) {
+      const front = this.front();
+      if (front) this.transmit(front, now);
+      this.flushUntransmitted();
+      return;
+    }
     for (let i = this.outHead; i < q.length; i++) if (!q[i].acked) this.transmit(q[i], now);
   }
 

@@ -275,6 +275,9 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
     this.dc = new DataChannel({
       role: 'agent',
       now: Date.now,
+      // The real agent resends only its oldest unacked message, once per RTO, even after reconnecting.
+      fastRecovery: false,
+      resendAllOnReconnect: false,
       send: (frame) => this.sendFrame(frame),
       deliver: (msg) => this.deliver(msg),
       onChannelClosed: (c) => this.finish(`channel_closed${c.Output ? `: ${c.Output}` : ''}`, 'close'),

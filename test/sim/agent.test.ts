@@ -684,7 +684,7 @@ describe('SimAgent mux mode', () => {
   });
 
   it('holds Output back (unacked) while the destination does not read, and loses nothing', async () => {
-    const total = 4 * 1024 * 1024;
+    const total = 16 * 1024 * 1024; // well past what loopback socket buffers absorb
     const hash = createHash('sha256');
     let received = 0;
     let destination: net.Socket | undefined;

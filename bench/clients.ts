@@ -1,0 +1,352 @@
+/**
+ * What is measured, as columns: a direct TCP connection (the baseline), the ssmtun daemon, and any
+ * extra client given with --client:
+ *   cmd:PATH  a session-manager-plugin-compatible program: the bench calls StartSession on the
+ *             simulator itself and runs PATH with the six arguments the AWS CLI passes, then waits
+ *             for the local port; ended with SIGINT.
+ *   port:N[,pg=M][,paced=K][,paced-pg=L][,pid=P][,name=LABEL]
+ *             ports something else already forwards through the same simulator: N (and K for the
+ *             paced section) to the bench server, M/L to PostgreSQL; pid for resource figures.
+ */
+import path from 'node:path';
+import { SSMClient, StartSessionCommand } from '@aws-sdk/client-ssm';
+import { timeToFirstByte } from './net.js';
+import { treeRss } from './procfs.js';
+import {
+  awsEnv,
+  type DaemonProcess,
+  freePort,
+  INSTANCES,
+  type Proc,
+  type Runtime,
+  type SectionName,
+  type SimProcess,
+  spawnTracked,
+  startDaemon,
+  type TunnelDef,
+  tempDir,
+  waitListening,
+} from './setup.js';
+import { log, median, sleep } from './util.js';
+
+export interface Ports {
+  /** Forwards to the bench server (echo/sink/source modes). */
+  server: number;
+  /** Forwards to PostgreSQL; undefined when not available for this client. */
+  pg?: number;
+}
+
+export interface Client {
+  readonly name: string;
+  readonly kind: 'direct' | 'ssmtun' | 'cmd' | 'port';
+  /** Undefined: this client is not measured in that section. */
+  ports(section: SectionName): Ports | undefined;
+  /** Processes whose CPU and RSS are this client's cost in that section ([] = not measurable). */
+  pids(section: SectionName): number[];
+  /** One lazy-open measurement: from nothing open to the first echoed byte (ms). */
+  lazyFirstByte?(section: SectionName): Promise<number>;
+  /** RSS (bytes) of this client holding 10 tunnels that are never connected. */
+  idleRss10?(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export interface Env {
+  sim: SimProcess;
+  serverPort: number;
+  pgPort?: number;
+  runtime: Runtime;
+  daemonNodeArgs: string[];
+  sections: SectionName[];
+}
+
+/** Median RSS of a few samples, after letting the processes settle. */
+async function settledRss(pids: number[], settleMs = 1500): Promise<number> {
+  await sleep(settleMs);
+  const samples: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    samples.push(treeRss(pids));
+    await sleep(100);
+  }
+  return median(samples);
+}
+
+export class DirectClient implements Client {
+  readonly name = 'direct';
+  readonly kind = 'direct';
+  constructor(private readonly env: Env) {}
+  ports(): Ports {
+    return { server: this.env.serverPort, pg: this.env.pgPort };
+  }
+  pids(): number[] {
+    return [];
+  }
+  lazyFirstByte(): Promise<number> {
+    return timeToFirstByte(this.env.serverPort);
+  }
+  async stop(): Promise<void> {}
+}
+
+export class SsmtunClient implements Client {
+  readonly name = 'ssmtun';
+  readonly kind = 'ssmtun';
+  private daemon!: DaemonProcess;
+  private readonly tunnels = new Map<string, TunnelDef>();
+
+  constructor(private readonly env: Env) {}
+
+  async start(): Promise<void> {
+    const defs: TunnelDef[] = [];
+    for (const section of this.env.sections) {
+      const target = INSTANCES[section];
+      defs.push({
+        name: `srv-${section}`,
+        target,
+        remotePort: this.env.serverPort,
+        localPort: await freePort(),
+      });
+      defs.push({
+        name: `lazy-${section}`,
+        target,
+        remotePort: this.env.serverPort,
+        localPort: await freePort(),
+      });
+      if (this.env.pgPort) {
+        defs.push({
+          name: `pg-${section}`,
+          target,
+          remotePort: this.env.pgPort,
+          localPort: await freePort(),
+        });
+      }
+    }
+    for (const d of defs) this.tunnels.set(d.name, d);
+    this.daemon = await startDaemon(this.env.sim, defs, {
+      runtime: this.env.runtime,
+      nodeArgs: this.env.daemonNodeArgs,
+    });
+  }
+
+  get pid(): number {
+    return this.daemon.pid;
+  }
+
+  ports(section: SectionName): Ports {
+    return {
+      server: this.tunnels.get(`srv-${section}`)!.localPort,
+      pg: this.tunnels.get(`pg-${section}`)?.localPort,
+    };
+  }
+
+  pids(): number[] {
+    return [this.daemon.pid];
+  }
+
+  async lazyFirstByte(section: SectionName): Promise<number> {
+    const name = `lazy-${section}`;
+    await this.daemon.api(`/tunnels/${name}/close`, 'POST');
+    const st = await this.daemon.api<{ state: string; sessionId?: string }>(`/tunnels/${name}`);
+    if (st.sessionId) throw new Error(`tunnel ${name} still has session ${st.sessionId} (${st.state})`);
+    const ms = await timeToFirstByte(this.tunnels.get(name)!.localPort);
+    await this.daemon.api(`/tunnels/${name}/close`, 'POST');
+    return ms;
+  }
+
+  async idleRss10(): Promise<number> {
+    const defs: TunnelDef[] = [];
+    for (let i = 0; i < 10; i++) {
+      defs.push({
+        name: `idle-${i}`,
+        target: INSTANCES.unpaced,
+        remotePort: this.env.serverPort,
+        localPort: await freePort(),
+      });
+    }
+    const d = await startDaemon(this.env.sim, defs, {
+      runtime: this.env.runtime,
+      nodeArgs: this.env.daemonNodeArgs.filter((a) => !a.startsWith('--cpu-prof')),
+    });
+    try {
+      return await settledRss([d.pid]);
+    } finally {
+      await d.stop();
+    }
+  }
+
+  async stop(): Promise<void> {
+    const code = await this.daemon?.stop('SIGTERM', 10_000);
+    if (code !== 0 && code !== undefined) log(`daemon exited ${code}: ${this.daemon.tail().slice(-500)}`);
+  }
+}
+
+interface Plugin {
+  proc: Proc;
+  port: number;
+  sessionId: string;
+}
+
+export class CmdClient implements Client {
+  readonly kind = 'cmd';
+  readonly name: string;
+  private readonly file: string;
+  private readonly ssm: SSMClient;
+  private readonly dir = tempDir('ssmtun-bench-cmd-');
+  private readonly plugins = new Map<string, Plugin>();
+  private readonly extra = new Set<Plugin>();
+
+  constructor(
+    spec: string,
+    private readonly env: Env,
+  ) {
+    this.file = path.resolve(spec);
+    this.name = `cmd:${path.basename(spec)}`;
+    this.ssm = new SSMClient({
+      region: env.sim.region,
+      endpoint: env.sim.endpoint,
+      credentials: { accessKeyId: env.sim.accessKeyId, secretAccessKey: env.sim.secretAccessKey },
+    });
+  }
+
+  /** StartSession as the AWS CLI does, then PATH with the CLI's six arguments; resolves once listening. */
+  private async spawnPlugin(target: string, destPort: number): Promise<Plugin> {
+    const localPort = await freePort();
+    const request = {
+      Target: target,
+      DocumentName: 'AWS-StartPortForwardingSessionToRemoteHost',
+      Parameters: {
+        host: ['127.0.0.1'],
+        portNumber: [String(destPort)],
+        localPortNumber: [String(localPort)],
+      },
+    };
+    const out = await this.ssm.send(new StartSessionCommand(request));
+    const response = {
+      SessionId: out.SessionId,
+      TokenValue: out.TokenValue,
+      StreamUrl: out.StreamUrl,
+      ResponseMetadata: {
+        RequestId: out.$metadata.requestId ?? '',
+        HTTPStatusCode: out.$metadata.httpStatusCode,
+      },
+    };
+    const args = [
+      JSON.stringify(response),
+      this.env.sim.region,
+      'StartSession',
+      '',
+      JSON.stringify(request),
+      this.env.sim.endpoint,
+    ];
+    const proc = spawnTracked(this.file, args, { ...process.env, ...awsEnv(this.env.sim, this.dir) });
+    proc.proc.stdout!.on('data', () => {});
+    const plugin = { proc, port: localPort, sessionId: out.SessionId ?? '' };
+    try {
+      await waitListening(localPort, 30_000, proc);
+    } catch (e) {
+      await proc.stop('SIGKILL');
+      throw e;
+    }
+    return plugin;
+  }
+
+  async start(): Promise<void> {
+    for (const section of this.env.sections) {
+      const target = INSTANCES[section];
+      this.plugins.set(`srv-${section}`, await this.spawnPlugin(target, this.env.serverPort));
+      if (this.env.pgPort) this.plugins.set(`pg-${section}`, await this.spawnPlugin(target, this.env.pgPort));
+    }
+  }
+
+  ports(section: SectionName): Ports {
+    return {
+      server: this.plugins.get(`srv-${section}`)!.port,
+      pg: this.plugins.get(`pg-${section}`)?.port,
+    };
+  }
+
+  /** Both of the section's programs (bench server and PostgreSQL); the one not in use idles. */
+  pids(section: SectionName): number[] {
+    return [...this.plugins.entries()].filter(([k]) => k.endsWith(`-${section}`)).map(([, p]) => p.proc.pid);
+  }
+
+  /** StartSession + start PATH + wait for its port + first byte: what opening a tunnel costs with it. */
+  async lazyFirstByte(section: SectionName): Promise<number> {
+    const t0 = performance.now();
+    const p = await this.spawnPlugin(INSTANCES[section], this.env.serverPort);
+    this.extra.add(p);
+    try {
+      await timeToFirstByte(p.port);
+      return performance.now() - t0;
+    } finally {
+      await p.proc.stop('SIGINT');
+      this.extra.delete(p);
+    }
+  }
+
+  async idleRss10(): Promise<number> {
+    const ps: Plugin[] = [];
+    try {
+      for (let i = 0; i < 10; i++) {
+        const p = await this.spawnPlugin(INSTANCES.unpaced, this.env.serverPort);
+        ps.push(p);
+        this.extra.add(p);
+      }
+      return await settledRss(ps.map((p) => p.proc.pid));
+    } finally {
+      await Promise.all(ps.map((p) => p.proc.stop('SIGINT')));
+      for (const p of ps) this.extra.delete(p);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.plugins.values(), ...this.extra].map((p) => p.proc.stop('SIGINT')));
+    this.ssm.destroy();
+  }
+}
+
+export class PortClient implements Client {
+  readonly kind = 'port';
+  readonly name: string;
+  private readonly map: Partial<Record<SectionName, Ports>> = {};
+  private readonly pid?: number;
+
+  constructor(spec: string) {
+    const [first, ...opts] = spec.split(',');
+    const kv = new Map(
+      opts.map((o) => {
+        const i = o.indexOf('=');
+        return [o.slice(0, i), o.slice(i + 1)] as const;
+      }),
+    );
+    const num = (s: string | undefined, what: string) => {
+      if (s === undefined) return undefined;
+      const n = Number(s);
+      if (!Number.isInteger(n) || n < 1 || n > 65535)
+        throw new Error(`--client port:${spec}: bad ${what} ${s}`);
+      return n;
+    };
+    for (const k of kv.keys()) {
+      if (!['pg', 'paced', 'paced-pg', 'pid', 'name'].includes(k))
+        throw new Error(`--client port: unknown option ${k}`);
+    }
+    this.map.unpaced = { server: num(first, 'port')!, pg: num(kv.get('pg'), 'pg port') };
+    const paced = num(kv.get('paced'), 'paced port');
+    if (paced) this.map.paced = { server: paced, pg: num(kv.get('paced-pg'), 'paced-pg port') };
+    const pid = kv.get('pid');
+    this.pid = pid === undefined ? undefined : Number(pid);
+    this.name = kv.get('name') ?? `port:${first}`;
+  }
+
+  allPorts(): number[] {
+    return Object.values(this.map).flatMap((p) => [p.server, ...(p.pg ? [p.pg] : [])]);
+  }
+
+  ports(section: SectionName): Ports | undefined {
+    return this.map[section];
+  }
+
+  pids(): number[] {
+    return this.pid ? [this.pid] : [];
+  }
+
+  async stop(): Promise<void> {}
+}
