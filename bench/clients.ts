@@ -47,6 +47,8 @@ export interface Client {
   lazyFirstByte?(section: SectionName): Promise<number>;
   /** RSS (bytes) of this client holding 10 tunnels that are never connected. */
   idleRss10?(): Promise<number>;
+  /** Data-channel retransmissions so far on the section's bench-server tunnel, where the client tells. */
+  retransmissions?(section: SectionName): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -151,6 +153,11 @@ export class SsmtunClient implements Client {
     return ms;
   }
 
+  async retransmissions(section: SectionName): Promise<number> {
+    const st = await this.daemon.api<{ retransmissions: number }>(`/tunnels/srv-${section}`);
+    return st.retransmissions;
+  }
+
   async idleRss10(): Promise<number> {
     const defs: TunnelDef[] = [];
     for (let i = 0; i < 10; i++) {
@@ -199,6 +206,7 @@ export class CmdClient implements Client {
   ) {
     this.file = path.resolve(spec);
     this.name = `cmd:${path.basename(spec)}`;
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.ssm = new SSMClient({
       region: env.sim.region,
       endpoint: env.sim.endpoint,

@@ -13,7 +13,7 @@ import { type Client, CmdClient, DirectClient, type Env, PortClient, SsmtunClien
 import { pingPong } from './latency.js';
 import { lazyOpen, warmFirstByte } from './open-time.js';
 import { pgbenchInit, pgbenchTps } from './pgbench.js';
-import { loadAverage, treeCpu } from './procfs.js';
+import { loadAverage, treeCpu, treeRss } from './procfs.js';
 import {
   addedAtMost,
   atLeast,
@@ -228,11 +228,18 @@ async function eachRun(
   }
 }
 
-async function agentDuplicates(sim: SimProcess): Promise<number> {
+/** The simulated agents' receive counters, summed over every session. */
+async function agentCounters(sim: SimProcess): Promise<{ duplicates: number; reordered: number }> {
   const st = (await sim.control('/_sim/state')) as {
-    sessions: Array<{ agent: { dataChannel?: { duplicates?: number } } | null }>;
+    sessions: Array<{ agent: { dataChannel?: { duplicates?: number; reordered?: number } } | null }>;
   };
-  return st.sessions.reduce((n, s) => n + (s.agent?.dataChannel?.duplicates ?? 0), 0);
+  let duplicates = 0;
+  let reordered = 0;
+  for (const s of st.sessions) {
+    duplicates += s.agent?.dataChannel?.duplicates ?? 0;
+    reordered += s.agent?.dataChannel?.reordered ?? 0;
+  }
+  return { duplicates, reordered };
 }
 
 async function measureSection(ctx: Ctx, section: SectionName, idleRow?: Row): Promise<Section> {
@@ -449,32 +456,57 @@ async function measureSection(ctx: Ctx, section: SectionName, idleRow?: Row): Pr
   if (paced && opts.parts.has('overrun')) {
     const mb = Math.round(plan.overrunBytes / MB);
     const rate = plan.slowSinkRate / MB;
-    const done = add(
+    const info = (key: string, label: string, unit: string) => row(key, `  ${label}`, unit, 'lower', 'none');
+    const overrun = [
       row('overrun', `${mb} MB upload into a ${rate} MB/s sink`, 'MB/s', 'higher', 'none', {
         text: 'completes',
         ok: () => true,
       }),
-    );
-    const dups = add(
-      row('overrun-dups', '  messages the agent received twice meanwhile', 'count', 'lower', 'none'),
-    );
+      info(
+        'overrun-reordered',
+        'meanwhile: messages the agent held out of order (refused an earlier one)',
+        'count',
+      ),
+      info('overrun-dups', 'meanwhile: messages the agent received twice', 'count'),
+      info('overrun-resent', 'meanwhile: messages the client retransmitted', 'count'),
+      info('overrun-sim-rss', 'meanwhile: simulator RSS, peak', 'MB'),
+    ];
+    rows.push(...overrun);
     await eachRun(
       ctx,
       section,
       1,
       'slow-sink upload',
-      [done, dups],
+      overrun,
       async (c) => {
-        const before = await agentDuplicates(ctx.sim);
+        const before = await agentCounters(ctx.sim);
+        const resentBefore = await c.retransmissions?.(section);
+        let simPeak = treeRss([ctx.sim.pid]);
+        const sampler = setInterval(() => {
+          simPeak = Math.max(simPeak, treeRss([ctx.sim.pid]));
+        }, 100);
         const timeout = 60_000 + (plan.overrunBytes / plan.slowSinkRate) * 3000;
-        const r = await slowSinkUpload(
-          ctx.server,
-          c.ports(section)!.server,
-          plan.overrunBytes,
-          plan.slowSinkRate,
-          timeout,
-        );
-        return [r.mbps, (await agentDuplicates(ctx.sim)) - before];
+        let r: Awaited<ReturnType<typeof slowSinkUpload>>;
+        try {
+          r = await slowSinkUpload(
+            ctx.server,
+            c.ports(section)!.server,
+            plan.overrunBytes,
+            plan.slowSinkRate,
+            timeout,
+          );
+        } finally {
+          clearInterval(sampler);
+        }
+        const after = await agentCounters(ctx.sim);
+        const resentAfter = await c.retransmissions?.(section);
+        return [
+          r.mbps,
+          after.reordered - before.reordered,
+          after.duplicates - before.duplicates,
+          resentBefore === undefined || resentAfter === undefined ? undefined : resentAfter - resentBefore,
+          simPeak / MB,
+        ];
       },
       (c) => c.kind !== 'direct',
     );

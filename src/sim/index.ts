@@ -87,6 +87,8 @@ export interface SimState {
   faults: { specs: FaultSpec[]; stats: FaultInjector['stats'] };
   violations: Gateway['violations'];
   refusals: Gateway['refusals'];
+  /** Fake client tokens issued so far (for log-redaction tests). */
+  issuedTokens: string[];
 }
 
 export const DEFAULT_REGION = 'us-east-1';
@@ -309,6 +311,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     faults: { specs: faults.specs, stats: faults.stats },
     violations: gateway.violations,
     refusals: gateway.refusals,
+    issuedTokens: registry.issued,
   });
 
   const control = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {

@@ -44,6 +44,12 @@ export interface SessionRegistryEvents {
 }
 
 export class SessionRegistry extends EventEmitter<SessionRegistryEvents> {
+  /**
+   * Every client token ever issued, so tests can prove a client never writes one to its logs. The
+   * simulator's tokens are fake; a real service would never expose them.
+   */
+  readonly issued: string[] = [];
+
   private readonly sessions = new Map<string, SimSession>();
   /** Unused tokens per session; every issued token stays valid until used or the session ends. */
   private readonly tokens = new Map<string, Set<string>>();
@@ -101,6 +107,7 @@ export class SessionRegistry extends EventEmitter<SessionRegistryEvents> {
     }
     const token = randomBytes(48).toString('base64url');
     pending.add(token);
+    this.issued.push(token);
     if (this.issuedOnce.has(sessionId)) {
       this.emit('resumed', session);
     } else {

@@ -31,7 +31,7 @@ export async function daemonCommand(argv: string[]): Promise<number> {
     }
     throw e;
   }
-  const logger = createLogger({ level: config.logLevel });
+  const logger = createLogger({ level: process.env.SSMTUN_LOG_LEVEL ?? config.logLevel });
   const manager = new TunnelManager({ logger });
   await manager.start(config.tunnels);
 
