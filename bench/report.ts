@@ -237,10 +237,15 @@ export function renderSvg(rep: Report): string {
       const present = rep.clients
         .map((c, i) => ({ c, i, v: r.cells[c]?.value }))
         .filter((e): e is { c: string; i: number; v: number } => e.v !== undefined);
-      if (present.length === 0) continue;
       const targetValue = r.target ? Number(/[\d.]+/.exec(r.target.text)?.[0]) : Number.NaN;
       const absTarget =
-        r.target !== undefined && !r.target.text.includes('%') && !r.target.text.startsWith('+');
+        r.target !== undefined &&
+        Number.isFinite(targetValue) &&
+        !r.target.text.includes('%') &&
+        !r.target.text.startsWith('+');
+      // Only figures with something to compare against: the direct connection or a target.
+      const comparable = (r.ratio !== 'none' && r.cells.direct?.value !== undefined) || absTarget;
+      if (present.length === 0 || !comparable) continue;
       const scale = Math.max(...present.map((e) => e.v), absTarget ? targetValue : 0) * 1.05 || 1;
       y += 16;
       parts.push(
@@ -258,7 +263,7 @@ export function renderSvg(rep: Report): string {
         );
         by += barH + 2;
       }
-      if (absTarget && Number.isFinite(targetValue)) {
+      if (absTarget) {
         const tx = (x0 + (targetValue / scale) * barW).toFixed(1);
         parts.push(
           `<line x1="${tx}" y1="${top - 2}" x2="${tx}" y2="${by}" stroke="#c43d3d" stroke-dasharray="3,2"/>`,

@@ -53,11 +53,9 @@ export function percentile(xs: readonly number[], p: number): number {
 /** A number with about three significant digits, no exponent. */
 export function fmt(n: number | undefined): string {
   if (n === undefined || !Number.isFinite(n)) return '-';
-  const a = Math.abs(n);
-  if (a >= 100) return n.toFixed(0);
-  if (a >= 10) return n.toFixed(1);
-  if (a >= 1) return n.toFixed(2);
-  return n.toFixed(3);
+  if (Number.isInteger(n)) return String(n);
+  if (Math.abs(n) >= 99.95) return n.toFixed(0);
+  return Math.abs(n) >= 1e-6 ? n.toPrecision(3) : n.toExponential(1);
 }
 
 export const MB = 1e6;

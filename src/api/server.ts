@@ -28,8 +28,10 @@ const nameParams = {
 
 export function buildApi(deps: ApiDeps): FastifyInstance {
   const app = Fastify({
-    loggerInstance: deps.logger?.child({ component: 'api' }) as FastifyBaseLogger | undefined,
-    disableRequestLogging: true,
+    // Request lines at info would drown the tunnel logs; the API logs only its warnings and errors.
+    loggerInstance: deps.logger?.child({ component: 'api' }, { level: 'warn' }) as
+      | FastifyBaseLogger
+      | undefined,
   }) as unknown as FastifyInstance;
   registerSecurity(app);
 

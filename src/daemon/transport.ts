@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import { buildOpenDataChannel } from '../protocol/payloads.js';
+import { sendBatched } from '../shared/batched-write.js';
 import { TunnelError } from './errors.js';
 
 export const PING_INTERVAL_MS = 30_000;
@@ -121,7 +122,7 @@ export class Transport {
   }
 
   send(frame: Buffer): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(frame, { binary: true });
+    sendBatched(this.ws, frame);
   }
 
   /** Declares the socket dead (e.g. after the laptop slept) without waiting for TCP to notice. */

@@ -5,6 +5,7 @@
  */
 import net from 'node:net';
 import type { Logger } from 'pino';
+import { writeBatched } from '../shared/batched-write.js';
 import type { AwsTarget, SsmGateway } from './aws.js';
 import type { TunnelConfig } from './config.js';
 import { TunnelError } from './errors.js';
@@ -284,7 +285,7 @@ export class Tunnel {
     const conn = this.byId.get(id);
     if (!conn) return;
     this.counters.fromRemote += data.length;
-    if (!conn.socket.write(data)) this.checkLocalBuffers();
+    if (!writeBatched(conn.socket, data)) this.checkLocalBuffers();
   }
 
   /** Session-wide back-pressure, as smux v1 has no per-stream window (SPEC 10.3.2). */

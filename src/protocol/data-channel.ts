@@ -12,7 +12,7 @@ import {
   MessageType,
   PayloadType,
 } from './message.js';
-import { buildAcknowledge, type ChannelClosed, parseAcknowledge, parseChannelClosed } from './payloads.js';
+import { buildAcknowledge, type ChannelClosed, parseAckSequence, parseChannelClosed } from './payloads.js';
 
 export const RESEND_TICK_MS = 100;
 export const INITIAL_SRTT_MS = 100;
@@ -67,10 +67,10 @@ export interface DataChannelOptions {
   /** Re-ack duplicates (SPEC trap 13). Only the simulator's emulation of old peers turns this off. */
   reackDuplicates?: boolean;
   /**
-   * When a retransmitted front entry is acked and the next one is overdue too, resend that one at
-   * once instead of on the next 100 ms tick. Still only the oldest entry is ever resent, but a burst
-   * lost with a dead socket heals in round trips rather than in ticks. The real agent does not do
-   * this; the simulator's agent turns it off to stay faithful.
+   * When the front entry is overdue and a later entry has already been acked (a hole, so the front was
+   * lost rather than queued), resend it on that ack instead of on the next 100 ms tick. Still only the
+   * oldest entry is ever resent, but a burst lost with a dead socket heals in round trips rather than
+   * in ticks. The real agent does not do this; the simulator's agent turns it off to stay faithful.
    */
   fastRecovery?: boolean;
   /**
@@ -95,7 +95,6 @@ interface OutgoingEntry {
   firstSent: number;
   lastSent: number;
   transmitted: boolean;
-  retransmitted: boolean;
   acked: boolean;
 }
 
@@ -122,6 +121,7 @@ export class DataChannel {
   /** An in-order message the consumer refused after we had already acked it (it came via reorder). */
   private parked: DecodedMessage | undefined;
   private unackedBytes = 0;
+  private highestAckedSeq = -1;
   private blocked = false;
   private connected: boolean;
   private paused = false;
@@ -214,7 +214,6 @@ export class DataChannel {
       firstSent: now,
       lastSent: now,
       transmitted: false,
-      retransmitted: false,
       acked: false,
     };
     this.outgoing.push(entry);
@@ -226,12 +225,8 @@ export class DataChannel {
   }
 
   private transmit(entry: OutgoingEntry, now: number): void {
-    if (entry.transmitted) {
-      this.counters.retransmissions++;
-      entry.retransmitted = true;
-    } else {
-      this.counters.sent++;
-    }
+    if (entry.transmitted) this.counters.retransmissions++;
+    else this.counters.sent++;
     entry.transmitted = true;
     entry.lastSent = now;
     this.opts.send(entry.frame);
@@ -246,7 +241,12 @@ export class DataChannel {
       this.opts.onInvalid?.(result.error);
       return;
     }
-    const msg = result.message;
+    this.receiveMessage(result.message);
+  }
+
+  /** Like receive(), for a caller that has decoded (and validated) the frame already. */
+  receiveMessage(msg: DecodedMessage): void {
+    if (this.failed) return;
     switch (msg.messageType) {
       case this.recvType:
         this.resumePublication();
@@ -337,13 +337,13 @@ export class DataChannel {
   }
 
   private onAcknowledge(msg: DecodedMessage): void {
-    const ack = parseAcknowledge(msg.payload);
-    if (!ack) {
+    const seq = parseAckSequence(msg.payload);
+    if (seq === undefined) {
       this.counters.invalid++;
       this.opts.onInvalid?.(new ProtocolError('BAD_PAYLOAD', 'unparseable acknowledge payload'));
       return;
     }
-    const entry = this.bySeq.get(ack.AcknowledgedMessageSequenceNumber);
+    const entry = this.bySeq.get(seq);
     if (!entry) return;
     const now = this.opts.now();
     this.updateRtt(now - entry.lastSent);
@@ -351,9 +351,13 @@ export class DataChannel {
     this.bySeq.delete(entry.seq);
     this.unackedBytes -= entry.payloadBytes;
     this.compact();
-    if (entry.retransmitted && this.fastRecovery && this.connected && !this.paused) {
-      const next = this.front();
-      if (next?.transmitted && now - next.lastSent > this.rto) this.transmit(next, now);
+    if (seq > this.highestAckedSeq) this.highestAckedSeq = seq;
+    // A hole: something sent after the front was acked while the front waits past its RTO, so the
+    // front was lost (not merely queued). Resend it now rather than on the next tick.
+    if (this.fastRecovery && this.connected && !this.paused) {
+      const front = this.front();
+      if (front && front.seq < this.highestAckedSeq && now - front.lastSent > this.rto)
+        this.transmit(front, now);
     }
     if (this.blocked && this.belowLowWater()) {
       this.blocked = false;

@@ -3,7 +3,7 @@
  * length, then the payload. Big-endian integers, space-padded message type, MessageId written with its
  * two 8-byte halves swapped, SHA-256 digest of the payload bytes as transmitted.
  */
-import { hash, randomUUID } from 'node:crypto';
+import { hash, randomFillSync, randomUUID } from 'node:crypto';
 import { ProtocolError } from './errors.js';
 
 export const HEADER_LENGTH = 116;
@@ -133,6 +133,42 @@ function writeMessageId(buf: Buffer, off: number, id: string): void {
   buf.write(hex.slice(0, 16), off + 8, 8, 'hex');
 }
 
+// Random message ids come from a pool refilled in bulk: one randomUUID() per message costs more than
+// the rest of the header.
+const ID_POOL = Buffer.allocUnsafe(16 * 1024);
+let idPoolOffset = ID_POOL.length;
+
+function writeRandomMessageId(buf: Buffer, off: number): void {
+  if (idPoolOffset + 16 > ID_POOL.length) {
+    randomFillSync(ID_POOL);
+    idPoolOffset = 0;
+  }
+  const p = idPoolOffset;
+  idPoolOffset += 16;
+  // Canonical U[0..7] goes second, U[8..15] first (SPEC 4.2); set the v4 version and variant bits.
+  ID_POOL.copy(buf, off, p + 8, p + 16);
+  ID_POOL.copy(buf, off + 8, p, p + 8);
+  buf[off + 8 + 6] = (buf[off + 8 + 6] & 0x0f) | 0x40;
+  buf[off] = (buf[off] & 0x3f) | 0x80;
+}
+
+const TWO_32 = 2 ** 32;
+
+/** 64-bit fields as two 32-bit halves: BigInt conversions are slow on the per-message path. */
+function writeU64(buf: Buffer, value: number, off: number): void {
+  buf.writeUInt32BE(Math.floor(value / TWO_32) >>> 0, off);
+  buf.writeUInt32BE(value >>> 0, off + 4);
+}
+
+function readU64(buf: Buffer, off: number): number {
+  return buf.readUInt32BE(off) * TWO_32 + buf.readUInt32BE(off + 4);
+}
+
+/** Signed: sequence numbers are int64 on the wire; negative values only come from garbage. */
+function readI64(buf: Buffer, off: number): number {
+  return buf.readInt32BE(off) * TWO_32 + buf.readUInt32BE(off + 4);
+}
+
 export interface EncodeInput {
   messageType: string;
   sequenceNumber: number;
@@ -154,10 +190,12 @@ export function encodeMessage(m: EncodeInput): Buffer {
   const typeLen = buf.write(m.messageType, MESSAGE_TYPE_OFFSET, MESSAGE_TYPE_SIZE, 'latin1');
   buf.fill(0x20, MESSAGE_TYPE_OFFSET + typeLen, MESSAGE_TYPE_OFFSET + MESSAGE_TYPE_SIZE);
   buf.writeUInt32BE(m.schemaVersion ?? 1, SCHEMA_VERSION_OFFSET);
-  buf.writeBigUInt64BE(BigInt(m.createdDate ?? Date.now()), CREATED_DATE_OFFSET);
-  buf.writeBigInt64BE(BigInt(m.sequenceNumber), SEQUENCE_NUMBER_OFFSET);
-  buf.writeBigUInt64BE(BigInt(m.flags), FLAGS_OFFSET);
-  writeMessageId(buf, MESSAGE_ID_OFFSET, m.messageId ?? randomUUID());
+  writeU64(buf, m.createdDate ?? Date.now(), CREATED_DATE_OFFSET);
+  if (m.sequenceNumber < 0) buf.writeBigInt64BE(BigInt(m.sequenceNumber), SEQUENCE_NUMBER_OFFSET);
+  else writeU64(buf, m.sequenceNumber, SEQUENCE_NUMBER_OFFSET);
+  writeU64(buf, m.flags, FLAGS_OFFSET);
+  if (m.messageId === undefined) writeRandomMessageId(buf, MESSAGE_ID_OFFSET);
+  else writeMessageId(buf, MESSAGE_ID_OFFSET, m.messageId);
   sha256(m.payload).copy(buf, DIGEST_OFFSET);
   buf.writeUInt32BE(m.payloadType, PAYLOAD_TYPE_OFFSET);
   if (headerLength > HEADER_LENGTH) buf.fill(0, PAYLOAD_LENGTH_OFFSET, headerLength);
@@ -209,7 +247,7 @@ export function decodeMessage(input: Uint8Array, opts: DecodeOptions = {}): Deco
       `HeaderLength ${headerLength} does not fit a ${frame.length}-byte frame`,
     );
   }
-  const createdDate = Number(frame.readBigUInt64BE(CREATED_DATE_OFFSET));
+  const createdDate = readU64(frame, CREATED_DATE_OFFSET);
   if (createdDate === 0 && !publication) return fail('ZERO_CREATED_DATE', 'CreatedDate is 0');
   const declaredPayloadLength = frame.readUInt32BE(headerLength);
   const payload = frame.subarray(headerLength + 4);
@@ -230,8 +268,8 @@ export function decodeMessage(input: Uint8Array, opts: DecodeOptions = {}): Deco
       messageType,
       schemaVersion: frame.readUInt32BE(SCHEMA_VERSION_OFFSET),
       createdDate,
-      sequenceNumber: Number(frame.readBigInt64BE(SEQUENCE_NUMBER_OFFSET)),
-      flags: Number(frame.readBigUInt64BE(FLAGS_OFFSET)),
+      sequenceNumber: readI64(frame, SEQUENCE_NUMBER_OFFSET),
+      flags: readU64(frame, FLAGS_OFFSET),
       messageId: readMessageId(frame, MESSAGE_ID_OFFSET),
       payloadDigest,
       payloadType: frame.readUInt32BE(PAYLOAD_TYPE_OFFSET),
@@ -247,9 +285,9 @@ function publicationMessage(frame: Buffer, messageType: string, headerLength: nu
     headerLength,
     messageType,
     schemaVersion: frame.readUInt32BE(SCHEMA_VERSION_OFFSET),
-    createdDate: Number(frame.readBigUInt64BE(CREATED_DATE_OFFSET)),
-    sequenceNumber: Number(frame.readBigInt64BE(SEQUENCE_NUMBER_OFFSET)),
-    flags: Number(frame.readBigUInt64BE(FLAGS_OFFSET)),
+    createdDate: readU64(frame, CREATED_DATE_OFFSET),
+    sequenceNumber: readI64(frame, SEQUENCE_NUMBER_OFFSET),
+    flags: readU64(frame, FLAGS_OFFSET),
     messageId: readMessageId(frame, MESSAGE_ID_OFFSET),
     payloadDigest: frame.subarray(DIGEST_OFFSET, DIGEST_OFFSET + DIGEST_SIZE),
     payloadType: frame.readUInt32BE(PAYLOAD_TYPE_OFFSET),

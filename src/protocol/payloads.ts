@@ -88,6 +88,31 @@ export function buildAcknowledge(messageType: string, messageId: string, sequenc
   );
 }
 
+const ACK_SEQ_KEY = Buffer.from('"AcknowledgedMessageSequenceNumber":');
+
+/**
+ * The acked sequence number without a JSON parse: one ack arrives per message sent, so this is on the
+ * hot path. Falls back to a full parse for anything but the plain form both upstream sides emit.
+ */
+export function parseAckSequence(payload: Buffer): number | undefined {
+  const at = payload.indexOf(ACK_SEQ_KEY);
+  if (at >= 0) {
+    let i = at + ACK_SEQ_KEY.length;
+    let n = 0;
+    const start = i;
+    while (i < payload.length && i - start < 16) {
+      const c = payload[i];
+      if (c < 0x30 || c > 0x39) break;
+      n = n * 10 + (c - 0x30);
+      i++;
+    }
+    const end = payload[i];
+    // Followed by ',' or '}': a complete integer (not a float or exponent form).
+    if (i > start && (end === 0x2c || end === 0x7d) && payload[payload.length - 1] === 0x7d) return n;
+  }
+  return parseAcknowledge(payload)?.AcknowledgedMessageSequenceNumber;
+}
+
 /** Receivers match acks by sequence number only (SPEC 5.1), so that is all we insist on. */
 export function parseAcknowledge(payload: Uint8Array): AcknowledgeContent | undefined {
   const o = parseObject(payload);

@@ -6,6 +6,7 @@
  * sockets like the real service does, and ends sessions with `channel_closed`. Frames are relayed
  * byte for byte; acknowledgements stay end to end between client and agent.
  */
+
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -13,6 +14,7 @@ import type { Logger } from 'pino';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import { decodeMessage, encodeMessage, MessageType } from '../protocol/message.js';
 import { buildChannelClosed, type OpenDataChannelInput, parseOpenDataChannel } from '../protocol/payloads.js';
+import { sendBatched } from '../shared/batched-write.js';
 import type { SimAgentOptions } from './agent.js';
 import { FaultInjector, type FaultSide, frameTypeIs, isStreamData } from './faults.js';
 import type { SessionRegistry, SimSession } from './sessions.js';
@@ -736,7 +738,7 @@ export class Gateway {
     if (relay.ended) return;
     const agent = relay.agent;
     if (isOpen(agent)) {
-      agent.send(frame, { binary: true });
+      sendBatched(agent, frame);
       relay.stats.framesClientToAgent++;
       relay.stats.bytesClientToAgent += frame.length;
       return;
@@ -749,7 +751,7 @@ export class Gateway {
     if (relay.ended) return;
     const client = relay.client;
     if (isOpen(client)) {
-      client.send(frame, { binary: true });
+      sendBatched(client, frame);
       relay.stats.framesAgentToClient++;
       relay.stats.bytesAgentToClient += frame.length;
       return;

@@ -228,3 +228,42 @@ function flipLastByte(buf: Buffer): Buffer {
   b[b.length - 1] ^= 0xff;
   return b;
 }
+
+describe('acknowledge payloads', () => {
+  it('the fast sequence parser agrees with JSON.parse on every form', async () => {
+    const { parseAckSequence, buildAcknowledge: build } = await import('../../src/protocol/payloads.js');
+    fc.assert(
+      fc.property(fc.maxSafeNat(), fc.uuid({ version: 4 }), (seq, id) => {
+        expect(parseAckSequence(build('output_stream_data', id, seq))).toBe(seq);
+        const spaced = Buffer.from(
+          JSON.stringify({ IsSequentialMessage: true, AcknowledgedMessageSequenceNumber: seq }, null, 1),
+        );
+        expect(parseAckSequence(spaced)).toBe(seq);
+      }),
+    );
+    expect(parseAckSequence(Buffer.from('{"AcknowledgedMessageSequenceNumber":1.5}'))).toBeUndefined();
+    expect(parseAckSequence(Buffer.from('{"AcknowledgedMessageSequenceNumber":-3}'))).toBeUndefined();
+    expect(parseAckSequence(Buffer.from('not json'))).toBeUndefined();
+  });
+
+  it('generated message ids are valid v4 UUIDs and distinct', () => {
+    const ids = new Set<string>();
+    for (let i = 0; i < 3000; i++) {
+      const r = decodeMessage(
+        encodeMessage({
+          messageType: 'acknowledge',
+          sequenceNumber: 0,
+          flags: 3,
+          payloadType: 0,
+          payload: Buffer.from('{}'),
+        }),
+      );
+      if (!r.ok) throw r.error;
+      expect(r.message.messageId).toMatch(
+        /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+      );
+      ids.add(r.message.messageId);
+    }
+    expect(ids.size).toBe(3000);
+  });
+});
