@@ -39,6 +39,8 @@ import {
 import { encodeSmuxHeader, SmuxCmd, SmuxSession } from '../protocol/smux.js';
 import { agentModeFor } from '../protocol/version.js';
 import { sendBatched, writeBatched } from '../shared/batched-write.js';
+import { mulberry32 } from './faults.js';
+import { connect } from './net.js';
 
 export interface SimAgentOptions {
   /** 'http://127.0.0.1:PORT': the sim's shared HTTP/WebSocket server. */
@@ -140,17 +142,6 @@ interface MuxStream {
 
 type State = 'new' | 'handshake' | 'running' | 'ending' | 'ended';
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Only loopback destinations are ever dialled; anything else fails like a refused connection. */
 function loopbackCandidates(host: string | undefined): string[] {
   const h = (host ?? '').trim().replace(/^\[(.*)\]$/, '$1');
@@ -171,21 +162,6 @@ function refused(host: string | undefined, port: number): Error {
   return err;
 }
 
-function connectOnce(host: string, port: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect({ host, port });
-    const onError = (err: Error) => {
-      sock.destroy();
-      reject(err);
-    };
-    sock.once('error', onError);
-    sock.once('connect', () => {
-      sock.off('error', onError);
-      resolve(sock);
-    });
-  });
-}
-
 /** Each resolved address in order, first success wins, first failure reported (SPEC 10.3.3). */
 async function dialDestination(host: string | undefined, portText: string): Promise<net.Socket> {
   const port = Number(portText);
@@ -195,7 +171,7 @@ async function dialDestination(host: string | undefined, portText: string): Prom
   let first: unknown;
   for (const addr of candidates) {
     try {
-      return await connectOnce(addr, port);
+      return await connect(port, addr);
     } catch (err) {
       first ??= err;
     }
@@ -441,7 +417,7 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
     return token;
   }
 
-  private async connectOnce(): Promise<WebSocket> {
+  private async connect(): Promise<WebSocket> {
     const token = await this.createDataChannel();
     const query = { role: 'publish_subscribe' };
     const { host: _host, ...headers } = await this.sign('GET', this.channelPath(), query, '');
@@ -489,7 +465,7 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
       }
       if (this.isEnding()) throw new Error('session ended');
       try {
-        return await this.connectOnce();
+        return await this.connect();
       } catch (err) {
         if (err instanceof SessionTerminatedError) throw err;
         lastErr = err;

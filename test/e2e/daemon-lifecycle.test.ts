@@ -10,7 +10,13 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, freePort, pseudoRandomBytes, readExactly, startEchoServer } from '../helpers/net.js';
-import { countCalls, type DaemonProcess, type SimProcess, startDaemonProcess, startSimProcess } from './harness.js';
+import {
+  countCalls,
+  type DaemonProcess,
+  type SimProcess,
+  startDaemonProcess,
+  startSimProcess,
+} from './harness.js';
 
 const run = promisify(execFile);
 
@@ -105,7 +111,10 @@ describe('daemon failure paths', () => {
     await closedWithoutData(ports.sso);
     const s = await status('sso');
     expect(s.state).toBe('error');
-    expect(s.lastError).toMatchObject({ code: 'SSO_LOGIN_REQUIRED', fix: 'run: aws sso login --profile expired-sso' });
+    expect(s.lastError).toMatchObject({
+      code: 'SSO_LOGIN_REQUIRED',
+      fix: 'run: aws sso login --profile expired-sso',
+    });
     // Another tunnel is untouched by it.
     expect(await echoOnce(ports.echo, 50_000, 1)).toBe(true);
   });
@@ -158,7 +167,8 @@ describe('daemon failure paths', () => {
     expect(await daemon.stop()).toBe(0);
     const st = await sim.state();
     expect(countCalls(st, 'TerminateSession')).toBe(before + open.length);
-    for (const t of open) expect(st.sessions.find((s) => s.sessionId === t.sessionId)?.status).toBe('Terminated');
+    for (const t of open)
+      expect(st.sessions.find((s) => s.sessionId === t.sessionId)?.status).toBe('Terminated');
   });
 });
 
@@ -170,7 +180,14 @@ describe('config errors', () => {
       file,
       '[tunnels.db]\nregion = "us-east-1"\ntarget = "i-0123456789abcdef0"\nremote_prot = 5432\nlocal_port = 15432\n',
     );
-    const err = await run(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'daemon', '--config', file]).then(
+    const err = await run(process.execPath, [
+      '--import',
+      'tsx',
+      'src/cli/index.ts',
+      'daemon',
+      '--config',
+      file,
+    ]).then(
       () => undefined,
       (e: { code: number; stderr: string }) => e,
     );

@@ -4,6 +4,7 @@
  */
 import { DataChannel, RESEND_TICK_MS } from '../../src/protocol/data-channel.js';
 import { decodeMessage, MessageType, PayloadType } from '../../src/protocol/message.js';
+import { mulberry32 } from '../../src/sim/faults.js';
 
 export interface LinkFaults {
   drop: number;
@@ -22,17 +23,6 @@ interface InFlight {
   at: number;
   frame: Buffer;
   to: 'client' | 'agent';
-}
-
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export interface PairResult {
