@@ -81,19 +81,28 @@ export async function startEchoServer(host = '127.0.0.1'): Promise<TcpServerHand
 /** Swallows everything; counts and sha256-hashes the bytes received over all connections. */
 export async function startSinkServer(
   host = '127.0.0.1',
-): Promise<TcpServerHandle & { received: () => number; digest(): string }> {
+): Promise<
+  TcpServerHandle & { received: () => number; digest(): string; waitForBytes(n: number): Promise<void> }
+> {
   const hash = createHash('sha256');
   let received = 0;
+  const waiters: Array<{ n: number; resolve: () => void }> = [];
   const { handle } = await startServer(host, (sock) => {
     sock.on('data', (chunk: Buffer) => {
       received += chunk.length;
       hash.update(chunk);
+      for (let i = waiters.length - 1; i >= 0; i--) {
+        if (received >= waiters[i].n) waiters.splice(i, 1)[0].resolve();
+      }
     });
     sock.on('end', () => sock.end());
   });
   return Object.assign(handle, {
     received: () => received,
     digest: () => hash.copy().digest('hex'),
+    /** Resolves once at least n bytes have arrived in total. */
+    waitForBytes: (n: number) =>
+      received >= n ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ n, resolve })),
   });
 }
 

@@ -14,6 +14,7 @@ import {
   readExactly,
   startEchoServer,
   startSinkServer,
+  startSourceServer,
 } from '../helpers/net.js';
 import { type PgCluster, pgTool, startPostgres } from '../helpers/postgres.js';
 import {
@@ -100,50 +101,65 @@ describe('daemon with the simulator and a real PostgreSQL', () => {
     expect((await status('pg')).sessionId).toBe(sessionId);
   }, 60_000);
 
-  it('a 50 MB upload and download survive the client WebSocket being killed mid-transfer, with one ResumeSession', async () => {
+  it('a 50 MB upload and a 50 MB download survive the client WebSocket being killed mid-transfer, one ResumeSession each', async () => {
+    const size = 50 * 1024 * 1024;
     const sink = await startSinkServer();
-    const sinkPort = await freePort();
-    // A tunnel added at run time would need the API; a second daemon keeps this test self-contained.
+    const source = await startSourceServer(size, 11);
+    const [sinkPort, sourcePort] = [await freePort(), await freePort()];
+    // Tunnels of their own (a second daemon) so this test's sessions are the only ones killed.
     const d2 = await startDaemonProcess(sim, [
       { name: 'sink', localPort: sinkPort, remotePort: sink.port },
-      { name: 'echo2', localPort: await freePort(), remotePort: echo.port },
+      { name: 'source', localPort: sourcePort, remotePort: source.port },
     ]);
+    const killMid = async (tunnel: string) => {
+      const sid = (await d2.api<TunnelStatusJson>(`/tunnels/${tunnel}`)).sessionId!;
+      await sim.control('/_sim/kill', { sessionId: sid, side: 'client' });
+    };
     try {
-      const size = 50 * 1024 * 1024;
-      const data = pseudoRandomBytes(size, 7);
-      const sock = await connect(sinkPort);
-      let closedEarly = false;
-      sock.on('close', () => {
-        closedEarly = true;
-      });
-      const st0 = await d2.api<TunnelStatusJson>('/tunnels/sink');
       const resumesBefore = countCalls(await sim.state(), 'ResumeSession');
-      let written = 0;
-      let killed = false;
-      const chunk = 256 * 1024;
-      while (written < size) {
-        const part = data.subarray(written, written + chunk);
-        written += part.length;
-        if (!sock.write(part)) await new Promise((r) => sock.once('drain', r));
-        if (!killed && written >= size / 3 && sink.received() > 0) {
-          killed = true;
-          const sid = (await d2.api<TunnelStatusJson>('/tunnels/sink')).sessionId!;
-          await sim.control('/_sim/kill', { sessionId: sid, side: 'client' });
-        }
+      const up = await connect(sinkPort);
+      const down = await connect(sourcePort);
+      const dropped: string[] = [];
+      up.on('close', () => dropped.push('upload'));
+      down.on('close', () => dropped.push('download'));
+
+      // Download: read everything, killing the WebSocket once a third has arrived.
+      const downHash = createHash('sha256');
+      let downBytes = 0;
+      let downKill: Promise<void> | undefined;
+      const downloaded = new Promise<void>((resolve) => {
+        down.on('data', (d: Buffer) => {
+          downHash.update(d);
+          downBytes += d.length;
+          if (!downKill && downBytes >= size / 3) downKill = killMid('source');
+          if (downBytes >= size) resolve();
+        });
+      });
+
+      // Upload: write everything, killing the WebSocket once a third has reached the sink.
+      const data = pseudoRandomBytes(size, 7);
+      const upKill = sink.waitForBytes(size / 3).then(() => killMid('sink'));
+      for (let off = 0; off < size; off += 256 * 1024) {
+        if (!up.write(data.subarray(off, off + 256 * 1024))) await new Promise((r) => up.once('drain', r));
       }
-      expect(killed).toBe(true);
-      while (sink.received() < size) await new Promise((r) => setTimeout(r, 50));
+      await Promise.all([sink.waitForBytes(size), downloaded, upKill]);
+      await downKill;
+
       expect(sink.received()).toBe(size);
       expect(sink.digest()).toBe(createHash('sha256').update(data).digest('hex'));
-      expect(closedEarly).toBe(false);
-      const st = await d2.api<TunnelStatusJson>('/tunnels/sink');
-      expect(st.reconnects).toBe(1);
-      expect(st.sessionId).toBe(st0.sessionId ?? st.sessionId);
-      expect(countCalls(await sim.state(), 'ResumeSession')).toBe(resumesBefore + 1);
-      sock.destroy();
+      expect(downBytes).toBe(size);
+      expect(downHash.digest('hex')).toBe(
+        createHash('sha256').update(pseudoRandomBytes(size, 11)).digest('hex'),
+      );
+      expect(dropped.filter((d) => d === 'upload')).toEqual([]);
+      for (const t of ['sink', 'source'])
+        expect((await d2.api<TunnelStatusJson>(`/tunnels/${t}`)).reconnects).toBe(1);
+      expect(countCalls(await sim.state(), 'ResumeSession')).toBe(resumesBefore + 2);
+      up.destroy();
+      down.destroy();
     } finally {
       expect(await d2.stop()).toBe(0);
-      await sink.close();
+      await Promise.all([sink.close(), source.close()]);
     }
   }, 120_000);
 
@@ -152,8 +168,10 @@ describe('daemon with the simulator and a real PostgreSQL', () => {
     expect(await psql(pgPort, 'select 1')).toBe('1'); // the session may have been idle-closed: reopen it
     const resumesBefore = countCalls(await sim.state(), 'ResumeSession');
     const bench = run(pgTool('pgbench'), ['-S', '-c', '8', '-j', '2', '-T', '6', '-n'], { env });
-    await new Promise((r) => setTimeout(r, 2000)); // let pgbench connect: killing before it has no point
-    expect((await status('pg')).connections).toBe(8);
+    // Kill only once all 8 clients are connected, so every one of them lives through it.
+    await expect
+      .poll(async () => (await status('pg')).connections, { timeout: 10_000, interval: 50 })
+      .toBe(8);
     await sim.control('/_sim/kill', { sessionId: (await status('pg')).sessionId, side: 'client' });
     const { stdout } = await bench;
     expect(stdout).toMatch(/number of failed transactions: 0/);
@@ -185,8 +203,11 @@ describe('daemon with the simulator and a real PostgreSQL', () => {
     }
     const s = await status('refused');
     expect(s.lastError?.code).toBe('CONNECT_TO_PORT_ERROR');
-    const st = (await sim.state()) as unknown as { agents?: Record<string, { dialFailures: number }> };
-    void st;
+    expect(s.state).toBe('open'); // the session itself is fine; only the destination refused
+    const agent = (await sim.state()).sessions.find((x) => x.sessionId === s.sessionId)?.agent as {
+      dialFailures: number;
+    };
+    expect(agent.dialFailures).toBe(2); // the second connection was dialled again, not refused from a cache
   });
 
   it('one tunnel failing does not affect another: echo still works after the refused tunnel failed', async () => {

@@ -30,7 +30,13 @@ export interface SimProcess extends SimInfo {
 }
 
 export interface SimState {
-  sessions: Array<{ sessionId: string; status: string; target: string; terminateReason?: string }>;
+  sessions: Array<{
+    sessionId: string;
+    status: string;
+    target: string;
+    terminateReason?: string;
+    agent: unknown;
+  }>;
   calls: Array<{ op: string; target?: string; sessionId?: string; error?: string }>;
   [k: string]: unknown;
 }

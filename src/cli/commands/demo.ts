@@ -94,7 +94,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
     out('');
     out('Try, in another terminal:');
     out(`  ${apiLine}`);
-    out(`  echo hello | nc -q1 127.0.0.1 ${echoLocal}        # tunnel "demo-echo" to an echo server`);
+    out(
+      `  echo hello | nc -q1 127.0.0.1 ${echoLocal}        # tunnel "demo-echo" to an echo server (needs netcat)`,
+    );
     if (pg)
       out(`  psql "host=127.0.0.1 port=${pgLocal} user=postgres dbname=postgres" -c 'select version()'`);
     else out('  (install PostgreSQL to also get a "demo-pg" tunnel)');
