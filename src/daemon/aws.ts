@@ -5,13 +5,7 @@
  */
 
 import { Sha256 } from '@aws-crypto/sha256-js';
-import {
-  DescribeInstanceInformationCommand,
-  ResumeSessionCommand,
-  SSMClient,
-  StartSessionCommand,
-  TerminateSessionCommand,
-} from '@aws-sdk/client-ssm';
+import type { SSMClient } from '@aws-sdk/client-ssm';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { TunnelError } from './errors.js';
@@ -64,19 +58,37 @@ export function isLoopbackHost(host: string): boolean {
   return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
 }
 
+/**
+ * The SDK is loaded on the first AWS call, not at daemon start: it is the largest part of an idle
+ * daemon's memory (~24 MB), and tunnels nobody connects to never need it.
+ */
+let sdk: Promise<typeof import('@aws-sdk/client-ssm')> | undefined;
+const loadSdk = () => {
+  sdk ??= import('@aws-sdk/client-ssm');
+  return sdk;
+};
+
 export function createSsmGateway(t: AwsTarget): SsmGateway {
   const endpoint = t.endpoint ?? process.env.AWS_ENDPOINT_URL_SSM ?? process.env.AWS_ENDPOINT_URL;
-  const client = new SSMClient({
-    region: t.region,
-    ...(t.profile ? { profile: t.profile } : {}),
-    ...(endpoint ? { endpoint } : {}),
-    ...(t.credentials ? { credentials: t.credentials } : {}),
-  });
+  let clientPromise: Promise<SSMClient> | undefined;
+  const getClient = () => {
+    clientPromise ??= loadSdk().then(
+      ({ SSMClient }) =>
+        new SSMClient({
+          region: t.region,
+          ...(t.profile ? { profile: t.profile } : {}),
+          ...(endpoint ? { endpoint } : {}),
+          ...(t.credentials ? { credentials: t.credentials } : {}),
+        }),
+    );
+    return clientPromise;
+  };
   const fixFor = (e: unknown) => classifyAwsError(e, t.profile);
   return {
     loopbackEndpoint: endpoint ? isLoopbackHost(new URL(endpoint).hostname) : false,
     async startSession(target, documentName, parameters) {
       try {
+        const [client, { StartSessionCommand }] = await Promise.all([getClient(), loadSdk()]);
         const out = await client.send(
           new StartSessionCommand({ Target: target, DocumentName: documentName, Parameters: parameters }),
         );
@@ -90,6 +102,7 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
     },
     async resumeSession(sessionId) {
       try {
+        const [client, { ResumeSessionCommand }] = await Promise.all([getClient(), loadSdk()]);
         const out = await client.send(new ResumeSessionCommand({ SessionId: sessionId }));
         if (!out.TokenValue) return undefined;
         return { sessionId, tokenValue: out.TokenValue, streamUrl: out.StreamUrl ?? '' };
@@ -100,6 +113,7 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
     },
     async terminateSession(sessionId) {
       try {
+        const [client, { TerminateSessionCommand }] = await Promise.all([getClient(), loadSdk()]);
         await client.send(new TerminateSessionCommand({ SessionId: sessionId }));
       } catch (e) {
         throw fixFor(e);
@@ -109,6 +123,7 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
       const ids: string[] = [];
       let next: string | undefined;
       try {
+        const [client, { DescribeInstanceInformationCommand }] = await Promise.all([getClient(), loadSdk()]);
         do {
           const out = await client.send(
             new DescribeInstanceInformationCommand({
@@ -132,9 +147,9 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
     async signStreamUrl(streamUrl) {
       const url = new URL(streamUrl);
       if (PRESIGNED_KEYS.some((k) => url.searchParams.has(k))) return {};
-      let credentials: Awaited<ReturnType<NonNullable<typeof client.config.credentials>>>;
+      let credentials: Awaited<ReturnType<SSMClient['config']['credentials']>>;
       try {
-        credentials = await client.config.credentials();
+        credentials = await (await getClient()).config.credentials();
       } catch (e) {
         throw fixFor(e);
       }
@@ -163,7 +178,7 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
       return headers;
     },
     destroy() {
-      client.destroy();
+      void clientPromise?.then((c) => c.destroy());
     },
   };
 }

@@ -4,12 +4,13 @@
  * is simply reported, and the session decides whether to resume.
  */
 import { randomUUID } from 'node:crypto';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
 import { buildOpenDataChannel } from '../protocol/payloads.js';
 import { sendBatched } from '../shared/batched-write.js';
 import { TunnelError } from './errors.js';
 
 export const PING_INTERVAL_MS = 30_000;
+const OPEN = 1; // WebSocket.OPEN
 export const DEAD_AFTER_MS = 60_000;
 const OPEN_TIMEOUT_MS = 15_000;
 
@@ -42,9 +43,11 @@ export class Transport {
   }
 
   /** Opens the socket and sends OpenDataChannel; resolves once frames may flow. */
-  static connect(opts: TransportOptions): Promise<Transport> {
+  static async connect(opts: TransportOptions): Promise<Transport> {
+    // Loaded on first use: an idle daemon whose tunnels nobody uses never needs it.
+    const { default: WebSocketImpl } = await import('ws');
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(opts.streamUrl, {
+      const ws = new WebSocketImpl(opts.streamUrl, {
         perMessageDeflate: false,
         headers: opts.headers,
         handshakeTimeout: OPEN_TIMEOUT_MS,
@@ -107,13 +110,13 @@ export class Transport {
         this.drop(`no frame or pong for ${Math.round((Date.now() - this.lastSeen) / 1000)} s`);
         return;
       }
-      if (ws.readyState === WebSocket.OPEN) ws.ping('keepalive');
+      if (ws.readyState === OPEN) ws.ping('keepalive');
     }, interval);
     this.pingTimer.unref();
   }
 
   get isOpen(): boolean {
-    return !this.dropped && !this.closedByUs && this.ws.readyState === WebSocket.OPEN;
+    return !this.dropped && !this.closedByUs && this.ws.readyState === OPEN;
   }
 
   /** Bytes queued in the socket; the session uses it to avoid buffering without bound. */
@@ -147,7 +150,7 @@ export class Transport {
     if (this.closedByUs) return;
     this.closedByUs = true;
     this.stopTimers();
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.close(1000);
+    if (this.ws.readyState === OPEN) this.ws.close(1000);
     else this.ws.terminate();
     // Upstream just drops TCP; a close frame is harmless, but don't linger if the peer never answers.
     setTimeout(() => this.ws.terminate(), 1000).unref();

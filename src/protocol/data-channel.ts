@@ -121,6 +121,8 @@ export class DataChannel {
   /** An in-order message the consumer refused after we had already acked it (it came via reorder). */
   private parked: DecodedMessage | undefined;
   private unackedBytes = 0;
+  /** Payload bytes from the oldest unacked entry to the newest (see windowMessages). */
+  private windowBytes = 0;
   private highestAckedSeq = -1;
   private blocked = false;
   private connected: boolean;
@@ -173,7 +175,17 @@ export class DataChannel {
 
   /** False while the unacked bound is reached: stop reading local sockets until `onDrain`. */
   get writable(): boolean {
-    return this.bySeq.size < this.maxUnackedMessages && this.unackedBytes < this.maxUnackedBytes;
+    return this.windowMessages() < this.maxUnackedMessages && this.windowBytes < this.maxUnackedBytes;
+  }
+
+  /**
+   * The window spans from the oldest unacked message to the newest, acked ones in between included: a
+   * peer that refuses one message (its destination is full) but acks and buffers everything behind it
+   * would otherwise let us fill its reorder buffer without bound.
+   */
+  private windowMessages(): number {
+    const front = this.front();
+    return front ? this.nextSendSeq - front.seq : 0;
   }
 
   get unackedCount(): number {
@@ -219,6 +231,7 @@ export class DataChannel {
     this.outgoing.push(entry);
     this.bySeq.set(seq, entry);
     this.unackedBytes += payload.length;
+    this.windowBytes += payload.length;
     if (this.connected && !this.paused) this.transmit(entry, now);
     if (!this.writable) this.blocked = true;
     return seq;
@@ -367,12 +380,15 @@ export class DataChannel {
 
   /** Resume reading only once half the window is free, so sockets are not toggled per ack. */
   private belowLowWater(): boolean {
-    return this.bySeq.size <= this.maxUnackedMessages / 2 && this.unackedBytes <= this.maxUnackedBytes / 2;
+    return (
+      this.windowMessages() <= this.maxUnackedMessages / 2 && this.windowBytes <= this.maxUnackedBytes / 2
+    );
   }
 
   private compact(): void {
     const q = this.outgoing;
-    while (this.outHead < q.length && q[this.outHead].acked) this.outHead++;
+    while (this.outHead < q.length && q[this.outHead].acked)
+      this.windowBytes -= q[this.outHead++].payloadBytes;
     if (this.outHead === q.length) {
       this.outgoing = [];
       this.outHead = 0;

@@ -4,7 +4,10 @@
  * message would dominate the cost per byte. A leaf module: both the daemon and the simulator use it.
  */
 import type { Socket } from 'node:net';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
+
+/** WebSocket.OPEN, without loading ws just for a constant. */
+const OPEN = 1;
 
 const corked = new WeakSet<Socket>();
 
@@ -20,7 +23,7 @@ function corkForThisTurn(socket: Socket): void {
 }
 
 export function sendBatched(ws: WebSocket, frame: Buffer): void {
-  if (ws.readyState !== WebSocket.OPEN) return;
+  if (ws.readyState !== OPEN) return;
   // ws keeps its net.Socket private; corking it is safe (ws writes header and payload with it too).
   const socket = (ws as unknown as { _socket?: Socket })._socket;
   if (socket) corkForThisTurn(socket);

@@ -331,6 +331,29 @@ describe('data channel rules', () => {
     expect(ch.writable).toBe(true);
   });
 
+  it('counts the window from the oldest unacked message, so acks of later ones cannot overrun a peer', () => {
+    let drained = 0;
+    const ch = new DataChannel({
+      role: 'client',
+      now: () => 1_700_000_000_000,
+      send: () => {},
+      deliver: () => true,
+      maxUnackedMessages: 10,
+      onDrain: () => drained++,
+    });
+    const t = pairWithCapture();
+    // The peer refuses seq 0 (its destination is full) but acks and buffers everything behind it.
+    for (let i = 0; i < 10; i++) {
+      ch.sendStream(PayloadType.Output, Buffer.from('x'));
+      if (i > 0) ch.receive(t.ack(i));
+    }
+    expect(ch.unackedCount).toBe(1);
+    expect(ch.writable).toBe(false);
+    ch.receive(t.ack(0));
+    expect(ch.writable).toBe(true);
+    expect(drained).toBe(1);
+  });
+
   it('holds messages while disconnected or paused and sends them on reconnect / start_publication', () => {
     const sent: number[] = [];
     const ch = new DataChannel({
