@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type WebSocket from 'ws';
 import { buildOpenDataChannel } from '../protocol/payloads.js';
-import { sendBatched } from '../shared/batched-write.js';
+import { sendBatched, zeroMask } from '../shared/batched-write.js';
 import { TunnelError } from './errors.js';
 
 export const PING_INTERVAL_MS = 30_000;
@@ -49,6 +49,7 @@ export class Transport {
     return new Promise((resolve, reject) => {
       const ws = new WebSocketImpl(opts.streamUrl, {
         perMessageDeflate: false,
+        generateMask: zeroMask,
         headers: opts.headers,
         handshakeTimeout: OPEN_TIMEOUT_MS,
         maxPayload: 16 * 1024 * 1024,

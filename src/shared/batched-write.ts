@@ -35,3 +35,12 @@ export function writeBatched(socket: Socket, data: Buffer): boolean {
   corkForThisTurn(socket);
   return socket.write(data);
 }
+
+/**
+ * For ws clients' `generateMask`. Masking protects HTTP caches from script-controlled bytes sent by
+ * browsers; these are native clients (over TLS to AWS), and a zero key lets ws skip copying and
+ * XOR-ing every payload on both ends.
+ */
+export function zeroMask(mask: Buffer): void {
+  mask.fill(0);
+}

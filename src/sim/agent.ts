@@ -38,7 +38,7 @@ import {
 } from '../protocol/payloads.js';
 import { encodeSmuxHeader, SmuxCmd, SmuxSession } from '../protocol/smux.js';
 import { agentModeFor } from '../protocol/version.js';
-import { sendBatched, writeBatched } from '../shared/batched-write.js';
+import { sendBatched, writeBatched, zeroMask } from '../shared/batched-write.js';
 import { mulberry32 } from './faults.js';
 import { connect } from './net.js';
 
@@ -424,7 +424,12 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
     const wsBase = this.endpoint.origin.replace(/^http/, 'ws');
     const url = `${wsBase}${this.channelPath()}?role=publish_subscribe`;
     return await new Promise<WebSocket>((resolve, reject) => {
-      const ws = new WebSocket(url, { perMessageDeflate: false, headers, handshakeTimeout: HTTP_TIMEOUT_MS });
+      const ws = new WebSocket(url, {
+        perMessageDeflate: false,
+        generateMask: zeroMask,
+        headers,
+        handshakeTimeout: HTTP_TIMEOUT_MS,
+      });
       const onError = (err: Error) => fail(err);
       const onResponse = (_req: http.ClientRequest, res: http.IncomingMessage) =>
         fail(new Error(`upgrade refused with HTTP ${res.statusCode}`));
