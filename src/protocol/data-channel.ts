@@ -67,10 +67,11 @@ export interface DataChannelOptions {
   /** Re-ack duplicates (SPEC trap 13). Only the simulator's emulation of old peers turns this off. */
   reackDuplicates?: boolean;
   /**
-   * When the front entry is overdue and a later entry has already been acked (a hole, so the front was
-   * lost rather than queued), resend it on that ack instead of on the next 100 ms tick. Still only the
-   * oldest entry is ever resent, but a burst lost with a dead socket heals in round trips rather than
-   * in ticks. The real agent does not do this; the simulator's agent turns it off to stay faithful.
+   * Recover losses in round trips rather than in 100 ms ticks: when the front entry is overdue and a
+   * later entry has already been acked (a hole: the front was lost, not queued), resend it on that
+   * ack; and when `start_publication` says the peer is back, resend everything unacked, since what was
+   * in flight to its old socket is likely gone. The real agent does neither; the simulator's agent
+   * turns this off to stay faithful (unless it runs flat out for benchmarks).
    */
   fastRecovery?: boolean;
   /**
@@ -276,7 +277,13 @@ export class DataChannel {
         this.paused = true;
         return;
       case MessageType.StartPublication:
-        this.resumePublication();
+        // The other side is back (SPEC 5.3): whatever was in flight to its old socket is likely gone.
+        if (this.fastRecovery) {
+          this.paused = false;
+          this.resendAllUnacked();
+        } else {
+          this.resumePublication();
+        }
         return;
       default:
         // agent_session_state, data_channel_ready, anything newer: ignore (SPEC 5).
@@ -442,14 +449,19 @@ export class DataChannel {
     if (!up || this.failed) return;
     // A fresh connection ends any pause, as the agent does after reconnecting (SPEC 5.3).
     this.paused = false;
-    const now = this.opts.now();
-    const q = this.outgoing;
-    if (!this.resendAll) {
-      const front = this.front();
-      if (front) this.transmit(front, now);
-      this.flushUntransmitted();
+    if (this.resendAll) {
+      this.resendAllUnacked();
       return;
     }
+    const front = this.front();
+    if (front) this.transmit(front, this.opts.now());
+    this.flushUntransmitted();
+  }
+
+  private resendAllUnacked(): void {
+    if (!this.connected || this.failed) return;
+    const now = this.opts.now();
+    const q = this.outgoing;
     for (let i = this.outHead; i < q.length; i++) if (!q[i].acked) this.transmit(q[i], now);
   }
 
