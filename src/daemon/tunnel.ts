@@ -355,6 +355,7 @@ export class Tunnel {
     if (this.session !== session) return;
     this.session = undefined;
     this.counters.retransmissions += session.stats().channel.retransmissions;
+    const hadConnections = this.byId.size > 0;
     this.receiveBlocked = false;
     this.clearIdle();
     // Connections on a dead session cannot be saved: close them so clients notice at once.
@@ -364,7 +365,10 @@ export class Tunnel {
     }
     this.byId.clear();
     if (err) this.setError(err);
-    this.state = this.stopped ? 'stopped' : err ? 'error' : 'listening';
+    // The service ending an idle session (channel_closed with nobody connected) is routine: the tunnel
+    // is simply listening again; lastError still says what happened.
+    const routine = err?.code === 'SESSION_CLOSED' && !hadConnections;
+    this.state = this.stopped ? 'stopped' : err && !routine ? 'error' : 'listening';
     if (this.stopped) return;
     if (this.waiting.length > 0) void this.ensureSession().catch(() => {});
     else this.scheduleEagerReopen();

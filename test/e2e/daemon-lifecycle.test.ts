@@ -98,6 +98,7 @@ describe('daemon failure paths', () => {
 
   async function closedWithoutData(port: number): Promise<void> {
     const sock = await connect(port);
+    sock.on('error', () => {}); // a reset is one of the expected ways for it to close
     let got = 0;
     sock.on('data', (d) => {
       got += d.length;
@@ -148,6 +149,18 @@ describe('daemon failure paths', () => {
     first.destroy();
     expect((await readExactly(second, b.length)).equals(b)).toBe(true);
     second.destroy();
+  });
+
+  it('a session the service ends for inactivity leaves the tunnel listening, and the next connection reopens', async () => {
+    expect(await echoOnce(ports.echo, 1000, 6)).toBe(true);
+    const sid = (await status('echo')).sessionId!;
+    await sim.control('/_sim/terminate', { sessionId: sid, reason: 'idle' });
+    await expect.poll(async () => (await status('echo')).lastError?.code).toBe('SESSION_CLOSED');
+    const s = await status('echo');
+    expect(s.state).toBe('listening');
+    expect(s.lastError?.message).toMatch(/inactivity/);
+    expect(await echoOnce(ports.echo, 1000, 7)).toBe(true);
+    expect((await status('echo')).sessionId).not.toBe(sid);
   });
 
   it('logs never contain a session token, even at trace level', async () => {
