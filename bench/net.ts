@@ -1,29 +1,20 @@
 // Client-side socket helpers: connect with noDelay, and "connect, send 64 bytes, time the first byte back".
-import net from 'node:net';
+import type net from 'node:net';
+import { connect } from '../src/sim/net.js';
 import { header } from './server.js';
 import { withTimeout } from './util.js';
 
 export const PING = Buffer.alloc(64, 0x61);
 
-export function connectTo(port: number, timeoutMs = 30_000): Promise<net.Socket> {
-  return withTimeout(
-    new Promise<net.Socket>((resolve, reject) => {
-      // Half-open allowed: in "both" the download may end before our upload has been written.
-      const sock = net.connect({ host: '127.0.0.1', port, noDelay: true, allowHalfOpen: true });
-      const onError = (err: Error) => {
-        sock.destroy();
-        reject(err);
-      };
-      sock.once('error', onError);
-      sock.once('connect', () => {
-        sock.off('error', onError);
-        sock.on('error', () => {}); // callers see failures as 'close' or timeouts
-        resolve(sock);
-      });
-    }),
+export async function connectTo(port: number, timeoutMs = 30_000): Promise<net.Socket> {
+  // Half-open allowed: in "both" the download may end before our upload has been written.
+  const sock = await withTimeout(
+    connect(port, '127.0.0.1', { noDelay: true, allowHalfOpen: true }),
     timeoutMs,
     `connect to 127.0.0.1:${port}`,
   );
+  sock.on('error', () => {}); // callers see failures as 'close' or timeouts
+  return sock;
 }
 
 /** ms from before connect() until the first echoed byte of a 64-byte message (echo mode). */

@@ -139,9 +139,13 @@ export function pseudoRandomBytes(n: number, seed: number): Buffer {
 }
 
 /** Connects to host:port; resolves once connected, rejects on connection error. */
-export function connect(port: number, host = '127.0.0.1'): Promise<net.Socket> {
+export function connect(
+  port: number,
+  host = '127.0.0.1',
+  options: { noDelay?: boolean; allowHalfOpen?: boolean } = {},
+): Promise<net.Socket> {
   return new Promise<net.Socket>((resolve, reject) => {
-    const sock = net.connect({ port, host });
+    const sock = net.connect({ port, host, ...options });
     const onError = (err: Error) => {
       sock.destroy();
       reject(err);
