@@ -159,17 +159,15 @@ function killWatchdog(l: Live): void {
   }
 }
 
+/** pg_ctl stop -m immediate for this cluster, as [file, args] (run as postgres when we are root). */
+function stopCommand(l: Live): ReturnType<typeof serverCommand> {
+  return serverCommand(path.join(l.binDir, 'pg_ctl'), ['stop', '-D', l.dir, '-m', 'immediate', '-w']);
+}
+
 function stopSync(l: Live): void {
   killWatchdog(l);
   try {
-    const [file, args] = serverCommand(path.join(l.binDir, 'pg_ctl'), [
-      'stop',
-      '-D',
-      l.dir,
-      '-m',
-      'immediate',
-      '-w',
-    ]);
+    const [file, args] = stopCommand(l);
     execFileSync(file, args, { stdio: 'ignore', cwd: os.tmpdir(), timeout: 15_000, env: cleanEnv() });
   } catch {
     // not running
@@ -195,14 +193,7 @@ function installExitHook(): void {
  * stops the cluster and removes its dir. stop() kills it.
  */
 function startWatchdog(l: Live): void {
-  const [file, args] = serverCommand(path.join(l.binDir, 'pg_ctl'), [
-    'stop',
-    '-D',
-    l.dir,
-    '-m',
-    'immediate',
-    '-w',
-  ]);
+  const [file, args] = stopCommand(l);
   const script =
     'pid=$1; dir=$2; shift 2; ' +
     'while kill -0 "$pid" 2>/dev/null; do sleep 1; done; ' +
@@ -253,14 +244,7 @@ export async function startPostgres(opts: { maxConnections?: number } = {}): Pro
     stopping ??= (async () => {
       live.delete(l);
       killWatchdog(l);
-      const [file, args] = serverCommand(path.join(binDir, 'pg_ctl'), [
-        'stop',
-        '-D',
-        dir,
-        '-m',
-        'immediate',
-        '-w',
-      ]);
+      const [file, args] = stopCommand(l);
       await run(file, args, { cwd: os.tmpdir() }).catch(() => {});
       await rm(dir, { recursive: true, force: true });
     })();
