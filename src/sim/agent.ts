@@ -53,6 +53,12 @@ export interface SimAgentOptions {
   agentVersion: string;
   /** The document's properties after parameter substitution; all values strings. */
   properties: { host?: string; portNumber: string; localPortNumber?: string; type?: string };
+  /**
+   * The simulator's own name table, standing in for the VPC's DNS: maps a simulated endpoint's name and
+   * port (e.g. an RDS host name, 5432) to the loopback address it really listens on. Names it does not
+   * know go through the loopback-only rule as before.
+   */
+  resolveDestination?: DestinationResolver;
   /** One Output message per ms, like the agent's 1 ms sleep per read (default true). */
   pacing?: boolean;
   handshakeTimeoutMs?: number;
@@ -142,6 +148,8 @@ interface MuxStream {
 
 type State = 'new' | 'handshake' | 'running' | 'ending' | 'ended';
 
+export type DestinationResolver = (host: string, port: number) => { host: string; port: number } | undefined;
+
 /** Only loopback destinations are ever dialled; anything else fails like a refused connection. */
 function loopbackCandidates(host: string | undefined): string[] {
   const h = (host ?? '').trim().replace(/^\[(.*)\]$/, '$1');
@@ -163,9 +171,16 @@ function refused(host: string | undefined, port: number): Error {
 }
 
 /** Each resolved address in order, first success wins, first failure reported (SPEC 10.3.3). */
-async function dialDestination(host: string | undefined, portText: string): Promise<net.Socket> {
+async function dialDestination(
+  host: string | undefined,
+  portText: string,
+  resolve?: DestinationResolver,
+): Promise<net.Socket> {
   const port = Number(portText);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`invalid port number ${portText}`);
+  // A simulated endpoint (e.g. an RDS name) resolves through the simulator's table, as if by VPC DNS.
+  const mapped = host ? resolve?.(host.trim(), port) : undefined;
+  if (mapped) return await connect(mapped.port, mapped.host);
   const candidates = loopbackCandidates(host);
   if (candidates.length === 0) throw refused(host, port);
   let first: unknown;
@@ -846,7 +861,11 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
     this.counters.streamsAccepted++;
     const st: MuxStream = { sid, pending: [], pendingBytes: 0, clientFin: false, closed: false };
     this.streams.set(sid, st);
-    dialDestination(this.opts.properties.host, this.opts.properties.portNumber).then(
+    dialDestination(
+      this.opts.properties.host,
+      this.opts.properties.portNumber,
+      this.opts.resolveDestination,
+    ).then(
       (sock) => this.onStreamDialled(st, sock),
       (err: Error) => this.onStreamDialFailed(st, err),
     );
@@ -924,7 +943,11 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
 
   private basicDial(initial: boolean): void {
     this.basicDialing = true;
-    dialDestination(this.opts.properties.host, this.opts.properties.portNumber).then(
+    dialDestination(
+      this.opts.properties.host,
+      this.opts.properties.portNumber,
+      this.opts.resolveDestination,
+    ).then(
       (sock) => {
         this.basicDialing = false;
         if (this.isEnding()) {

@@ -104,6 +104,8 @@ export interface GatewayOptions {
   agentCredentials: { accessKeyId: string; secretAccessKey: string };
   /** Builds an agent for a session; without it no agents are spawned (tests that play the agent). */
   createAgent?: (opts: SimAgentOptions) => AgentHandle;
+  /** Handed to every agent: the simulator's name table for simulated endpoints (see SimAgentOptions). */
+  resolveDestination?: SimAgentOptions['resolveDestination'];
   /** Agent version and tuning for the session's target; undefined spawns no agent. */
   agentConfig?: (session: SimSession) => AgentConfig | undefined;
   /** Refuse unsigned upgrades with HTTP 403 (SPEC 3.2). Signed ones are always verified. */
@@ -851,6 +853,7 @@ export class Gateway {
         instanceId: session.target,
         agentVersion: config.agentVersion,
         properties,
+        ...(this.opts.resolveDestination ? { resolveDestination: this.opts.resolveDestination } : {}),
         logger: this.log.child({ sessionId: session.sessionId, side: 'agent' }),
         ...config.options,
       });

@@ -7,6 +7,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Logger, pino } from 'pino';
 import { SimAgent, type SimAgentOptions } from './agent.js';
+import { createDatabaseRegistry, type SimDatabase, type SimDatabaseConfig } from './databases.js';
 import { FaultInjector, type FaultSpec, FaultSpecError, validateFaultSpecs } from './faults.js';
 import { type AgentTuning, Gateway, TerminateReason } from './gateway.js';
 import { SessionRegistry, type SimInstance } from './sessions.js';
@@ -44,6 +45,10 @@ export interface SimulatorOptions {
   openTimeoutMs?: number;
   /** Frames held per side and session while the other side is away (default 10 000; oldest dropped). */
   maxQueuedFrames?: number;
+  /** Simulated RDS PostgreSQL endpoints, each in front of a real local PostgreSQL (see databases.ts). */
+  databases?: SimDatabaseConfig[];
+  /** Clock (epoch ms) the simulated RDS uses for IAM token expiry; default Date.now. */
+  now?: () => number;
   logger?: Logger;
 }
 
@@ -62,6 +67,9 @@ export interface Simulator {
   faults: FaultInjector;
   setFaults(specs: FaultSpec[]): void;
   upsertInstance(config: SimInstanceConfig): SimInstance;
+  /** Simulated RDS endpoints, reachable by the agents at `host:port` (the simulator's name table). */
+  databases: SimDatabase[];
+  addDatabase(config: SimDatabaseConfig): Promise<SimDatabase>;
   /** Everything GET /_sim/state returns. */
   state(): SimState;
   close(): Promise<void>;
@@ -89,6 +97,7 @@ export interface SimState {
   refusals: Gateway['refusals'];
   /** Fake client tokens issued so far (for log-redaction tests). */
   issuedTokens: string[];
+  databases: Array<Pick<SimDatabase, 'name' | 'host' | 'port' | 'caFile' | 'stats'>>;
 }
 
 export const DEFAULT_REGION = 'us-east-1';
@@ -258,6 +267,12 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     streamUrl: (id) => `ws://${host}:${port}/v1/data-channel/${id}?role=publish_subscribe`,
   });
   const faults = new FaultInjector(opts.faults ?? [], seed);
+  const databases = createDatabaseRegistry({
+    region,
+    credentials,
+    now: opts.now,
+    logger: logger.child({ component: 'rds' }),
+  });
   let agentCounter = 0;
   const gateway = new Gateway({
     registry,
@@ -266,6 +281,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     endpoint,
     agentCredentials: credentials[0],
     createAgent: (o: SimAgentOptions) => new SimAgent(o),
+    resolveDestination: databases.resolve,
     agentConfig: (session) => {
       const instance = instances.find((i) => i.id === session.target);
       if (!instance) return undefined;
@@ -312,6 +328,13 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     violations: gateway.violations,
     refusals: gateway.refusals,
     issuedTokens: registry.issued,
+    databases: databases.list.map((d) => ({
+      name: d.name,
+      host: d.host,
+      port: d.port,
+      caFile: d.caFile,
+      stats: { ...d.stats, refusals: d.stats.refusals.map((r) => ({ ...r })) },
+    })),
   });
 
   const control = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
@@ -426,6 +449,14 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     });
   });
   port = (server.address() as AddressInfo).port;
+  try {
+    for (const db of opts.databases ?? []) await databases.add(db);
+  } catch (err) {
+    await databases.close();
+    await gateway.close();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw err;
+  }
   logger.info({ endpoint: endpoint() }, 'simulator listening');
 
   let closing: Promise<void> | undefined;
@@ -442,9 +473,12 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     faults,
     setFaults: (specs) => faults.set(validateFaultSpecs(specs)),
     upsertInstance,
+    databases: databases.list,
+    addDatabase: (config) => databases.add(config),
     state,
     close() {
       closing ??= (async () => {
+        await databases.close();
         await gateway.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
@@ -456,5 +490,6 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   };
 }
 
+export type { SimDatabase, SimDatabaseConfig } from './databases.js';
 export type { FaultSpec } from './faults.js';
 export type { SimInstance, SimSession } from './sessions.js';

@@ -218,7 +218,7 @@ export async function verifyRdsToken(check: RdsTokenCheck): Promise<RdsTokenResu
   let resigned: string | undefined;
   try {
     const presigned = await signer.presign(request, { signingDate: new Date(signedAt), expiresIn: expiresS });
-    const value = presigned.query['X-Amz-Signature'];
+    const value = presigned.query?.['X-Amz-Signature'];
     resigned = typeof value === 'string' ? value : undefined;
   } catch {
     resigned = undefined;

@@ -13,7 +13,7 @@ function mint(
     port?: number;
     username?: string;
     region?: string;
-    key?: typeof DEFAULT_CREDENTIALS;
+    key?: { accessKeyId: string; secretAccessKey: string };
   } = {},
 ) {
   return new Signer({
