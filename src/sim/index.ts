@@ -97,7 +97,7 @@ export interface SimState {
   refusals: Gateway['refusals'];
   /** Fake client tokens issued so far (for log-redaction tests). */
   issuedTokens: string[];
-  databases: Array<Pick<SimDatabase, 'name' | 'host' | 'port' | 'caFile' | 'stats'>>;
+  databases: Array<Pick<SimDatabase, 'name' | 'host' | 'port' | 'caFile' | 'frontPort' | 'stats'>>;
 }
 
 export const DEFAULT_REGION = 'us-east-1';
@@ -333,6 +333,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       host: d.host,
       port: d.port,
       caFile: d.caFile,
+      frontPort: d.frontPort,
       stats: { ...d.stats, refusals: d.stats.refusals.map((r) => ({ ...r })) },
     })),
   });

@@ -4,7 +4,7 @@
  * control endpoints and the daemon through its API and its JSON log.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -20,6 +20,8 @@ export interface SimInfo {
   accessKeyId: string;
   secretAccessKey: string;
   instances: Array<{ id: string; tags: Record<string, string> }>;
+  /** Simulated RDS endpoints (`ssmtun sim --rds NAME=HOST:PORT`). */
+  databases?: Array<{ name: string; host: string; port: number; caFile: string }>;
 }
 
 export interface SimProcess extends SimInfo {
@@ -90,9 +92,16 @@ export interface DaemonProcess {
   proc: ChildProcess;
   apiPort: number;
   configFile: string;
+  /** The daemon's own XDG dirs (state: API key; runtime: unix socket; cache: CA bundle) live here. */
+  dir: string;
+  /** Environment for CLI commands that should find this daemon (same XDG dirs and AWS identity). */
+  env: NodeJS.ProcessEnv;
+  /** The API key the daemon made at start. */
+  apiKey(): string;
   /** Every JSON log line so far. */
   logs: Array<Record<string, unknown>>;
   rawLog(): string;
+  /** Over TCP with the API key (as the CLI does). */
   api<T = unknown>(pathname: string, method?: 'GET' | 'POST'): Promise<T>;
   waitForLog(
     pred: (l: Record<string, unknown>) => boolean,
@@ -137,10 +146,33 @@ process.on('exit', () => {
   for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
 });
 
+/** Runs `ssmtun ARGS` to completion (stdin closed); never left running after the test. */
+export function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 30_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const proc = spawnCli(args, env);
+  let stdout = '';
+  let stderr = '';
+  proc.stdout!.on('data', (d) => {
+    stdout += String(d);
+  });
+  proc.stderr!.on('data', (d) => {
+    stderr += String(d);
+  });
+  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+  return exited(proc).then((code) => {
+    clearTimeout(timer);
+    return { code, stdout, stderr };
+  });
+}
+
 export async function startDaemonProcess(
   sim: SimInfo,
   tunnels: TunnelSpec[],
   extraEnv: NodeJS.ProcessEnv = {},
+  daemonToml = '',
 ): Promise<DaemonProcess> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ssmtun-e2e-'));
   tmpDirs.push(dir);
@@ -148,20 +180,26 @@ export async function startDaemonProcess(
   const configFile = path.join(dir, 'config.toml');
   writeFileSync(
     configFile,
-    `[daemon]\napi_port = ${apiPort}\n\n${tunnels.map((t) => tunnelToml(sim, t)).join('\n')}`,
+    `[daemon]\napi_port = ${apiPort}\n${daemonToml}\n\n${tunnels.map((t) => tunnelToml(sim, t)).join('\n')}`,
     {
       mode: 0o600,
     },
   );
-  const proc = spawnCli(['daemon', '--config', configFile], {
+  const env: NodeJS.ProcessEnv = {
     AWS_ACCESS_KEY_ID: sim.accessKeyId,
     AWS_SECRET_ACCESS_KEY: sim.secretAccessKey,
     AWS_REGION: sim.region,
     AWS_PROFILE: '',
     AWS_CONFIG_FILE: path.join(dir, 'no-aws-config'),
     AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'no-aws-credentials'),
+    // Never the real user's key, socket or caches; and each daemon its own, so tests run in parallel.
+    XDG_STATE_HOME: path.join(dir, 'state'),
+    XDG_RUNTIME_DIR: path.join(dir, 'run'),
+    XDG_CACHE_HOME: path.join(dir, 'cache'),
+    SSMTUN_CONFIG: configFile,
     ...extraEnv,
-  });
+  };
+  const proc = spawnCli(['daemon', '--config', configFile], env);
   const logs: Array<Record<string, unknown>> = [];
   let raw = '';
   const waiters = new Set<{
@@ -203,14 +241,21 @@ export async function startDaemonProcess(
     });
   };
   await waitForLog((l) => l.msg === 'ssmtun daemon ready');
+  const apiKey = () => readFileSync(path.join(dir, 'state', 'ssmtun', 'api-key'), 'utf8').trim();
   return {
     proc,
     apiPort,
     configFile,
+    dir,
+    env,
+    apiKey,
     logs,
     rawLog: () => raw,
     async api<T>(pathname: string, method: 'GET' | 'POST' = 'GET') {
-      const res = await fetch(`http://127.0.0.1:${apiPort}${pathname}`, { method });
+      const res = await fetch(`http://127.0.0.1:${apiPort}${pathname}`, {
+        method,
+        headers: { authorization: `Bearer ${apiKey()}` },
+      });
       return (await res.json()) as T;
     },
     waitForLog,

@@ -109,7 +109,14 @@ describe('simulated RDS front (real psql, real PostgreSQL)', () => {
     expect(db.caFile).toMatch(/ca\.pem$/);
     expect(db.frontPort).toBeGreaterThan(0);
     expect(sim.state().databases).toEqual([
-      { name: 'orders', host: db.host, port: 5432, caFile: db.caFile, stats: expect.any(Object) },
+      {
+        name: 'orders',
+        host: db.host,
+        port: 5432,
+        caFile: db.caFile,
+        frontPort: db.frontPort,
+        stats: { logins: 0, refusals: [], plaintextRefused: 0, cancels: 0 },
+      },
     ]);
   });
 

@@ -6,7 +6,9 @@
 import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
+import { type SimDatabaseConfig, SimDatabaseError, validateDatabaseConfig } from '../../sim/databases.js';
 import { type SimulatorOptions, startSimulator } from '../../sim/index.js';
+import { SimCaError } from '../../sim/tls-ca.js';
 
 export interface SimCommandIo {
   stdout?: Writable;
@@ -16,11 +18,17 @@ export interface SimCommandIo {
 }
 
 const USAGE = `usage: ssmtun sim [--port N] [--json] [--no-pacing] [--require-signed-upgrade]
-                 [--recycle-ms N] [--idle-timeout-ms N] [--seed N]
+                 [--recycle-ms N] [--idle-timeout-ms N] [--seed N] [--rds NAME=HOST:PORT]...
 
 Runs a simulated AWS Session Manager (SSM API + message gateway + agents) on 127.0.0.1.
   --port N                   listen port (default: a free one)
-  --json                     print one JSON line {endpoint, region, accessKeyId, secretAccessKey, instances}
+  --json                     print one JSON line {endpoint, region, accessKeyId, secretAccessKey, instances,
+                             databases: [{name, host, port, caFile}]}
+  --rds NAME=HOST:PORT       a simulated RDS PostgreSQL endpoint NAME (host NAME.cluster-c0ffee.REGION.rds.
+                             amazonaws.com, port 5432, reachable by the simulated agents only) in front of the
+                             PostgreSQL at HOST:PORT (loopback, trusting local connections); it requires TLS
+                             (certificate from a simulated CA, path in caFile) and a valid IAM auth token.
+                             Repeatable.
   --no-pacing                agents run flat out instead of at the real agent's pace
   --require-signed-upgrade   refuse WebSocket upgrades without a valid SigV4 signature
   --recycle-ms N             drop each client WebSocket N ms after it opened (real AWS: ~60 min)
@@ -39,8 +47,26 @@ function integer(name: string, value: string | undefined, min: number, max: numb
   return n;
 }
 
+const RDS_ARG = /^([^=]+)=(.+):(\d{1,5})$/;
+const RDS_USAGE =
+  'e.g. --rds orders=127.0.0.1:5432 (NAME an RDS identifier, HOST:PORT a loopback PostgreSQL)';
+
+/** NAME=HOST:PORT; the checks are the simulator's own (validateDatabaseConfig), worded for the command line. */
+function parseRds(value: string): SimDatabaseConfig {
+  const m = RDS_ARG.exec(value);
+  if (!m) throw new UsageError(`--rds needs NAME=HOST:PORT, got ${JSON.stringify(value)}; ${RDS_USAGE}`);
+  const config = { name: m[1], upstream: { host: m[2].replace(/^\[(.*)\]$/, '$1'), port: Number(m[3]) } };
+  try {
+    validateDatabaseConfig(config);
+  } catch (err) {
+    if (!(err instanceof SimDatabaseError)) throw err;
+    throw new UsageError(`--rds ${value}: ${err.message}; ${err.fix}`);
+  }
+  return config;
+}
+
 function parse(argv: string[]): { options: SimulatorOptions; json: boolean; help: boolean } {
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | string[] | undefined>;
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -54,6 +80,7 @@ function parse(argv: string[]): { options: SimulatorOptions; json: boolean; help
         'recycle-ms': { type: 'string' },
         'idle-timeout-ms': { type: 'string' },
         seed: { type: 'string' },
+        rds: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -72,6 +99,14 @@ function parse(argv: string[]): { options: SimulatorOptions; json: boolean; help
   const seed = integer('seed', str('seed'), 0, 2 ** 32 - 1);
   if (seed !== undefined) options.seed = seed;
   if (values['no-pacing'] === true) options.agentDefaults = { pacing: false };
+  const rds = ((values.rds as string[] | undefined) ?? []).map(parseRds);
+  const names = new Set<string>();
+  for (const db of rds) {
+    if (names.has(db.name))
+      throw new UsageError(`--rds ${db.name} is given twice: each endpoint needs its own NAME`);
+    names.add(db.name);
+  }
+  if (rds.length > 0) options.databases = rds;
   return { options, json: values.json === true, help: values.help === true };
 }
 
@@ -92,8 +127,22 @@ export async function simCommand(argv: string[], io: SimCommandIo = {}): Promise
   }
 
   const logger = pino({ level: process.env.SSMTUN_LOG_LEVEL ?? 'info', base: { component: 'sim' } }, stderr);
-  const sim = await startSimulator({ ...parsed.options, logger });
+  let sim: Awaited<ReturnType<typeof startSimulator>>;
+  try {
+    sim = await startSimulator({ ...parsed.options, logger });
+  } catch (err) {
+    // A simulated RDS endpoint that cannot be set up (e.g. no openssl) is a clear error, not a stack trace.
+    if (!(err instanceof SimDatabaseError) && !(err instanceof SimCaError)) throw err;
+    stderr.write(`ssmtun sim: ${err.message}\nfix: ${err.fix}\n`);
+    return 1;
+  }
   const instances = sim.instances.map((i) => ({ id: i.id, tags: { ...i.tags } }));
+  const databases = sim.databases.map((d) => ({
+    name: d.name,
+    host: d.host,
+    port: d.port,
+    caFile: d.caFile,
+  }));
   if (parsed.json) {
     stdout.write(
       `${JSON.stringify({
@@ -102,6 +151,7 @@ export async function simCommand(argv: string[], io: SimCommandIo = {}): Promise
         accessKeyId: sim.accessKeyId,
         secretAccessKey: sim.secretAccessKey,
         instances,
+        databases,
       })}\n`,
     );
   } else {
@@ -118,6 +168,13 @@ export async function simCommand(argv: string[], io: SimCommandIo = {}): Promise
             .map(([k, v]) => `${k}=${v}`)
             .join(' ')}`,
       ),
+      ...(databases.length > 0
+        ? [
+            '',
+            'Simulated RDS endpoints (reachable through the agents; IAM token + TLS verify-full):',
+            ...databases.map((d) => `  ${d.name}  ${d.host}:${d.port}  sslrootcert=${d.caFile}`),
+          ]
+        : []),
       '',
       `Control API: ${sim.endpoint}/_sim/state (GET), /_sim/faults, /_sim/kill, /_sim/target-error, /_sim/instances, /_sim/terminate (POST)`,
       'Press Ctrl-C to stop.',
