@@ -1,7 +1,7 @@
 /**
  * The API listens on loopback, but any web page the user visits can still send requests to
  * localhost. Refuse what a browser would send: a Host that is not ours (DNS rebinding) and any
- * cross-site Origin or Sec-Fetch-Site (CSRF).
+ * Origin or cross-site Sec-Fetch-Site (CSRF).
  */
 import type { FastifyInstance } from 'fastify';
 
@@ -15,24 +15,14 @@ export function registerSecurity(app: FastifyInstance): void {
         .status(403)
         .send({ code: 'FORBIDDEN_HOST', message: `Host ${JSON.stringify(host)} is not allowed` });
     }
+    // Only browsers send Origin, and no page, not even one served from localhost (any dev server),
+    // may drive the daemon: the CLI and curl never send it.
     const origin = req.headers.origin;
     const site = req.headers['sec-fetch-site'];
-    if (
-      (origin && origin !== 'null' && !isLocalOrigin(origin)) ||
-      origin === 'null' ||
-      (site && site !== 'same-origin' && site !== 'none')
-    ) {
+    if (origin !== undefined || (site && site !== 'none')) {
       return reply
         .status(403)
         .send({ code: 'FORBIDDEN_ORIGIN', message: 'browser requests are not allowed' });
     }
   });
-}
-
-function isLocalOrigin(origin: string): boolean {
-  try {
-    return LOCAL_HOST_RE.test(new URL(origin).host);
-  } catch {
-    return false;
-  }
 }

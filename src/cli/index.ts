@@ -8,10 +8,22 @@ usage: ssmtun <command> [options]
 
 commands:
   daemon [--config FILE]     run the tunnel daemon in the foreground
-  demo [--once]              run the simulator, a database and the daemon locally and show a tunnel
-  sim [--json] [--port N]    run the simulated AWS side (SSM API + gateway + agents) standalone
   status                     list tunnels of the running daemon
+
+  psql NAME [-- ARGS]        run psql through the tunnel, signed in with a fresh IAM token (TLS verify-full)
+  exec NAME -- CMD [ARGS]    run any libpq tool (pg_dump, pgbench, ...) with the tunnel's PG* settings
+  mysql NAME [-- ARGS]       run the mysql client through the tunnel with a fresh IAM token
+  env NAME [--shell fish]    print the settings as export lines (eval "$(ssmtun env NAME)")
+  url NAME                   print a libpq URI with the token and hostaddr
+  token NAME                 print a fresh RDS IAM auth token
+  pgpass [--file F]          write the tunnels' tokens into the ssmtun block of ~/.pgpass
+  pgservice [--file F]       write a section per tunnel into ~/.pg_service.conf
+
+  demo [--once]              run the simulator, a database and the daemon locally and show a tunnel
+  sim [--json] [--port N]    run the simulated AWS side (SSM API + gateway + agents + RDS) standalone
   help                       this text
+
+Every command takes --help.
 `;
 
 type Command = (argv: string[]) => Promise<number>;
@@ -21,6 +33,14 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./commands/demo.js')).demoCommand,
   sim: async () => (await import('./commands/sim.js')).simCommand,
   status: async () => (await import('./commands/status.js')).statusCommand,
+  token: async () => (await import('./commands/token.js')).tokenCommand,
+  env: async () => (await import('./commands/token.js')).envCommand,
+  url: async () => (await import('./commands/token.js')).urlCommand,
+  psql: async () => (await import('./commands/run.js')).psqlCommand,
+  exec: async () => (await import('./commands/run.js')).execCommand,
+  mysql: async () => (await import('./commands/run.js')).mysqlCommand,
+  pgpass: async () => (await import('./commands/pgfiles.js')).pgpassCommand,
+  pgservice: async () => (await import('./commands/pgfiles.js')).pgserviceCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -41,10 +61,14 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await (await load())(rest);
   } catch (e) {
-    const err = e as { code?: string; message?: string; fix?: string };
+    const err = e as { code?: string; message?: string; fix?: string; usage?: string };
     process.stderr.write(
       `ssmtun ${name}: ${err.message ?? String(e)}${err.fix ? `\n  fix: ${err.fix}` : ''}\n`,
     );
+    if (err.code === 'USAGE') {
+      process.stderr.write(`\n${err.usage}`);
+      return 2;
+    }
     return err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE'
       ? 2
       : 1;

@@ -16,6 +16,13 @@ export interface SessionTokens {
   streamUrl: string;
 }
 
+export interface AwsCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+  expiration?: Date;
+}
+
 export interface AwsTarget {
   profile?: string;
   region: string;
@@ -36,6 +43,8 @@ export interface SsmGateway {
   terminateSession(sessionId: string): Promise<void>;
   /** Online instance ids carrying tag key=value. */
   findInstancesByTag(key: string, value: string): Promise<string[]>;
+  /** The identity this gateway signs with (the SDK's chain for the profile), e.g. for RDS auth tokens. */
+  credentials(): Promise<AwsCredentials>;
   /** Headers for the signed WebSocket upgrade of `streamUrl`. */
   signStreamUrl(streamUrl: string): Promise<Record<string, string>>;
   /** True when the SSM endpoint is on this machine (the simulator): plain ws:// is then acceptable. */
@@ -84,6 +93,13 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
     return clientPromise;
   };
   const fixFor = (e: unknown) => classifyAwsError(e, t.profile);
+  const credentials = async (): Promise<AwsCredentials> => {
+    try {
+      return await (await getClient()).config.credentials();
+    } catch (e) {
+      throw fixFor(e);
+    }
+  };
   return {
     loopbackEndpoint: endpoint ? isLoopbackHost(new URL(endpoint).hostname) : false,
     async startSession(target, documentName, parameters) {
@@ -144,19 +160,15 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
       }
       return ids;
     },
+    credentials,
     async signStreamUrl(streamUrl) {
       const url = new URL(streamUrl);
       if (PRESIGNED_KEYS.some((k) => url.searchParams.has(k))) return {};
-      let credentials: Awaited<ReturnType<SSMClient['config']['credentials']>>;
-      try {
-        credentials = await (await getClient()).config.credentials();
-      } catch (e) {
-        throw fixFor(e);
-      }
+      const creds = await credentials();
       const signer = new SignatureV4({
         service: 'ssmmessages',
         region: t.region,
-        credentials,
+        credentials: creds,
         sha256: Sha256,
       });
       const query: Record<string, string> = {};

@@ -88,15 +88,15 @@ export function parseConfig(text: string, file: string): DaemonConfig {
   for (const key of Object.keys(doc)) {
     if (key !== 'daemon' && key !== 'tunnels') unknownTopLevel(ctx, key, doc[key]);
   }
-  const { apiPort, logLevel } = checkDaemon(ctx, doc.daemon);
-  const tunnels = checkTunnels(ctx, doc.tunnels, apiPort);
+  const daemon = checkDaemon(ctx, doc.daemon);
+  const tunnels = checkTunnels(ctx, doc.tunnels, daemon.apiPort);
 
   if (ctx.issues.length > 0) {
     throw new ConfigError(
       [...ctx.issues].sort((a, b) => a.line - b.line || (a.column ?? 0) - (b.column ?? 0)),
     );
   }
-  return { apiPort, logLevel, tunnels, file };
+  return { ...daemon, tunnels, file };
 }
 
 function shq(s: string): string {

@@ -20,7 +20,11 @@ export type TunnelErrorCode =
   | 'RESEND_TIMEOUT'
   | 'PROTOCOL_ERROR'
   | 'LISTEN_FAILED'
-  | 'TUNNEL_STOPPED';
+  | 'TUNNEL_STOPPED'
+  | 'TUNNEL_NOT_FOUND'
+  | 'DB_USER_MISSING'
+  | 'REMOTE_HOST_MISSING'
+  | 'TOKEN_FAILED';
 
 export class TunnelError extends Error {
   readonly code: TunnelErrorCode;

@@ -3,7 +3,7 @@
  * in one never touches another. The API reads the daemon only through this class.
  */
 import type { Logger } from 'pino';
-import { type AwsTarget, createSsmGateway, type SsmGateway } from './aws.js';
+import { type AwsCredentials, type AwsTarget, createSsmGateway, type SsmGateway } from './aws.js';
 import type { TunnelConfig } from './config.js';
 import { TunnelError } from './errors.js';
 import { Tunnel, type TunnelDeps, type TunnelStatus } from './tunnel.js';
@@ -33,6 +33,19 @@ export class TunnelManager {
       this.gateways.set(key, g);
     }
     return g;
+  }
+
+  /** The identity a tunnel's session uses (RDS auth tokens are signed with the same one). */
+  credentials(config: TunnelConfig): Promise<AwsCredentials> {
+    return this.gateway({
+      profile: config.profile,
+      region: config.region,
+      endpoint: config.endpoint,
+    }).credentials();
+  }
+
+  configs(): TunnelConfig[] {
+    return [...this.tunnels.values()].map((t) => t.config);
   }
 
   async start(configs: TunnelConfig[]): Promise<void> {
@@ -73,7 +86,13 @@ export class TunnelManager {
 
   require(name: string): Tunnel {
     const t = this.tunnels.get(name);
-    if (!t) throw new TunnelError('TUNNEL_STOPPED', `no tunnel named ${name}`);
+    if (!t) {
+      throw new TunnelError(
+        'TUNNEL_NOT_FOUND',
+        `no tunnel named ${name}`,
+        'list the tunnels with: ssmtun status',
+      );
+    }
     return t;
   }
 

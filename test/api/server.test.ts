@@ -18,7 +18,8 @@ describe('local API', () => {
     );
     manager = new TunnelManager({ logger: pino({ level: 'silent' }) });
     await manager.start(cfg.tunnels);
-    app = buildApi({ manager, version: 'test' });
+    // As on the unix socket: this suite is about routes and errors; auth has its own (test/api/auth.test.ts).
+    app = buildApi({ manager, version: 'test', trusted: true });
   });
   afterAll(async () => {
     await app.close();
@@ -37,7 +38,7 @@ describe('local API', () => {
   it('answers unknown tunnels and routes with JSON errors carrying a code', async () => {
     const a = await app.inject({ method: 'GET', url: '/tunnels/nope', headers: { host: '127.0.0.1:7711' } });
     expect(a.statusCode).toBe(404);
-    expect(a.json()).toMatchObject({ code: 'TUNNEL_STOPPED', message: expect.stringContaining('nope') });
+    expect(a.json()).toMatchObject({ code: 'TUNNEL_NOT_FOUND', message: expect.stringContaining('nope') });
     const b = await app.inject({ method: 'GET', url: '/nothing', headers: { host: '127.0.0.1:7711' } });
     expect(b.statusCode).toBe(404);
     expect(b.json()).toMatchObject({ code: 'NOT_FOUND' });

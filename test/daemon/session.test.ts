@@ -28,6 +28,7 @@ function gatewayReturning(
     },
     findInstancesByTag: async () => [],
     signStreamUrl: async () => ({}),
+    credentials: async () => ({ accessKeyId: 'AKIATEST', secretAccessKey: 'test' }),
     destroy: () => {},
   };
 }

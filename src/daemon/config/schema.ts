@@ -15,8 +15,10 @@ export const TUNNEL_KEYS = [
   'idle_timeout',
   'endpoint',
   'lazy',
+  'ca_bundle',
+  'sslmode',
 ] as const;
-export const DAEMON_KEYS = ['api_port', 'log_level'] as const;
+export const DAEMON_KEYS = ['api_port', 'log_level', 'pgpass', 'pgservice'] as const;
 export const TOP_KEYS = ['daemon', 'tunnels'] as const;
 
 // Names people reach for from other tools; keys are normalized (lower case, no '_' or '-').
@@ -47,11 +49,20 @@ export const TUNNEL_ALIASES: Record<string, string> = {
   type: 'engine',
   driver: 'engine',
   dialect: 'engine',
+  ca: 'ca_bundle',
+  cafile: 'ca_bundle',
+  sslrootcert: 'ca_bundle',
+  ssl: 'sslmode',
+  tls: 'sslmode',
 };
 export const DAEMON_ALIASES: Record<string, string> = {
   port: 'api_port',
   level: 'log_level',
   log: 'log_level',
+  passfile: 'pgpass',
+  pgpassfile: 'pgpass',
+  servicefile: 'pgservice',
+  pgservicefile: 'pgservice',
 };
 export const ENGINE_ALIASES: Record<string, string> = {
   postgresql: 'postgres',

@@ -24,6 +24,10 @@ export interface TunnelConfig {
   dbUser?: string;
   dbName?: string;
   engine: 'postgres' | 'mysql';
+  /** PEM file clients verify the database's certificate against; undefined = the shipped RDS bundle. */
+  caBundle?: string;
+  /** libpq sslmode handed to clients (env, url, pgservice). */
+  sslmode: 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
   /** 0 = never */
   idleTimeoutMs: number;
   endpoint?: string;
@@ -39,6 +43,10 @@ export interface TunnelConfig {
 export interface DaemonConfig {
   apiPort: number;
   logLevel: string;
+  /** pgpass file whose ssmtun block the daemon keeps fresh; undefined = off. */
+  pgpass?: string;
+  /** pg_service.conf whose ssmtun block the daemon keeps up to date; undefined = off. */
+  pgservice?: string;
   tunnels: TunnelConfig[];
   file: string;
 }

@@ -1,6 +1,13 @@
 /** Validation of the parsed document: the top level, [daemon], the [tunnels.NAME] tables and the ports they share. */
 
 import {
+  checkCaBundle,
+  checkManagedFile,
+  checkSslmode,
+  defaultPgpassPath,
+  defaultPgServicePath,
+} from './database.js';
+import {
   checkBind,
   checkEndpoint,
   checkEngine,
@@ -72,7 +79,10 @@ export function unknownTopLevel(ctx: Ctx, key: string, value: unknown): void {
   }
 }
 
-export function checkDaemon(ctx: Ctx, raw: unknown): { apiPort: number; logLevel: string } {
+export function checkDaemon(
+  ctx: Ctx,
+  raw: unknown,
+): { apiPort: number; logLevel: string; pgpass?: string; pgservice?: string } {
   const defaults = { apiPort: DEFAULT_API_PORT, logLevel: DEFAULT_LOG_LEVEL };
   if (raw === undefined) return defaults;
   if (!isTable(raw)) {
@@ -104,7 +114,14 @@ export function checkDaemon(ctx: Ctx, raw: unknown): { apiPort: number; logLevel
       );
     }
   }
-  return { apiPort, logLevel };
+  const pgpass = checkManagedFile(s, 'pgpass', defaultPgpassPath());
+  const pgservice = checkManagedFile(s, 'pgservice', defaultPgServicePath());
+  return {
+    apiPort,
+    logLevel,
+    ...(pgpass !== undefined && { pgpass }),
+    ...(pgservice !== undefined && { pgservice }),
+  };
 }
 
 export function checkTunnels(ctx: Ctx, raw: unknown, apiPort: number): TunnelConfig[] {
@@ -278,6 +295,8 @@ function checkTunnel(ctx: Ctx, name: string, raw: unknown): { config?: TunnelCon
   const idleTimeoutMs = checkIdleTimeout(s);
   const endpoint = checkEndpoint(s);
   const lazy = s.bool('lazy') ?? true;
+  const caBundle = checkCaBundle(s);
+  const sslmode = checkSslmode(s);
 
   if (
     ctx.issues.length > before ||
@@ -287,7 +306,8 @@ function checkTunnel(ctx: Ctx, name: string, raw: unknown): { config?: TunnelCon
     localPort === undefined ||
     engine === undefined ||
     bind === undefined ||
-    idleTimeoutMs === undefined
+    idleTimeoutMs === undefined ||
+    sslmode === undefined
   ) {
     return { localPort };
   }
@@ -308,6 +328,8 @@ function checkTunnel(ctx: Ctx, name: string, raw: unknown): { config?: TunnelCon
     ...(dbUser !== undefined && { dbUser }),
     ...(dbName !== undefined && { dbName }),
     engine,
+    ...(caBundle !== undefined && { caBundle }),
+    sslmode,
     idleTimeoutMs,
     ...(endpoint !== undefined && { endpoint }),
     lazy,
