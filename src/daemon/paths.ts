@@ -31,6 +31,8 @@ export function apiKeyFile(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(stateDir(env), 'api-key');
 }
 
+/** $SSMTUN_SOCKET points the CLI at another daemon's socket (the demo prints one). */
 export function apiSocketPath(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.SSMTUN_SOCKET && path.isAbsolute(env.SSMTUN_SOCKET)) return env.SSMTUN_SOCKET;
   return path.join(runtimeDir(env), 'api.sock');
 }

@@ -106,7 +106,7 @@ describe('API key and unix socket (real sockets)', () => {
 
   it('refuses the token route without a key, with a wrong key and with a key of the wrong length', async () => {
     for (const headers of [
-      {},
+      {} as Record<string, string>,
       { authorization: `Bearer ${key.slice(0, -1)}x` },
       { authorization: `Bearer ${key}${key}` },
       { authorization: 'Bearer a' },

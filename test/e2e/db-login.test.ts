@@ -133,7 +133,7 @@ describe('database login through a tunnel to a simulated RDS', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toBe('app_readonly|orders');
-    const state = (await sim.state()) as { databases: Array<{ stats: { logins: number } }> };
+    const state = (await sim.state()) as unknown as { databases: Array<{ stats: { logins: number } }> };
     expect(state.databases[0].stats.logins).toBeGreaterThanOrEqual(1);
   });
 

@@ -8,13 +8,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { loadOrCreateApiKey } from '../../api/auth.js';
 import { buildApi } from '../../api/server.js';
-import { parseConfig } from '../../daemon/config.js';
+import { listenUnix } from '../../api/unix-socket.js';
+import { parseConfig, type TunnelConfig } from '../../daemon/config.js';
+import { connectionInfo } from '../../daemon/connection.js';
 import { createLogger } from '../../daemon/logger.js';
 import { TunnelManager } from '../../daemon/manager.js';
-import { startSimulator } from '../../sim/index.js';
+import { TokenService } from '../../daemon/tokens.js';
+import { type SimDatabase, startSimulator } from '../../sim/index.js';
 import { connect, freePort, readExactly, startEchoServer } from '../../sim/net.js';
 import { type PgCluster, pgAvailable, startPostgres } from '../../sim/postgres.js';
+import { libpqEnv } from '../db-env.js';
 import { VERSION } from '../version.js';
 
 export async function demoCommand(argv: string[]): Promise<number> {
@@ -56,6 +61,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
       });
       if (pg) cleanup.push(() => pg!.stop());
     }
+    // The demo database sits behind a simulated RDS endpoint: TLS with its own CA, IAM tokens only.
+    const rds = pg
+      ? await sim.addDatabase({ name: 'demo', upstream: { host: '127.0.0.1', port: pg.port } })
+      : undefined;
 
     // The daemon talks to the simulator exactly as it would to AWS: SDK, credentials chain, endpoint.
     process.env.AWS_ACCESS_KEY_ID = sim.accessKeyId;
@@ -67,19 +76,34 @@ export async function demoCommand(argv: string[]): Promise<number> {
 
     const echoLocal = await freePort();
     const pgLocal = pg ? await freePort() : 0;
-    const configText = demoConfig(sim.endpoint, sim.region, echo.port, echoLocal, pg?.port, pgLocal);
+    const configText = demoConfig(sim.endpoint, sim.region, echo.port, echoLocal, rds, pgLocal);
     const configFile = path.join(dir, 'config.toml');
     await writeFile(configFile, configText, { mode: 0o600 });
     const config = parseConfig(configText, configFile);
 
     const manager = new TunnelManager({ logger });
     cleanup.unshift(() => manager.stop());
+    const tokens = new TokenService({ credentials: (t) => manager.credentials(t), logger });
+    cleanup.unshift(async () => tokens.stop());
     await manager.start(config.tunnels);
 
-    if (once) return await roundTrip(manager, echoLocal, pg, pgLocal, out);
+    if (once) return await roundTrip(manager, tokens, echoLocal, pg, out);
 
+    // Its own key and socket in the demo folder: a real daemon of this user keeps its own.
+    const keyFile = path.join(dir, 'state', 'api-key');
+    const socketPath = path.join(dir, 'run', 'api.sock');
+    const deps = {
+      manager,
+      tokens,
+      logger,
+      version: VERSION,
+      apiKey: loadOrCreateApiKey(keyFile),
+      keyFile,
+      socketPath,
+    };
     const apiPort = Number(values['api-port'] ?? 7711);
-    const api = buildApi({ manager, logger, version: VERSION });
+    const api = buildApi(deps);
+    const unixApi = buildApi({ ...deps, trusted: true });
     let apiLine: string;
     try {
       await api.listen({ host: '127.0.0.1', port: apiPort });
@@ -88,6 +112,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
     } catch {
       apiLine = `(port ${apiPort} is busy, so the API is off; try --api-port N)`;
     }
+    await listenUnix(unixApi, socketPath);
+    cleanup.unshift(() => unixApi.close());
     out(
       `ssmtun demo: simulated AWS at ${sim.endpoint}, daemon with ${config.tunnels.length} tunnel(s). Config: ${configFile}`,
     );
@@ -97,9 +123,11 @@ export async function demoCommand(argv: string[]): Promise<number> {
     out(
       `  echo hello | nc -q1 127.0.0.1 ${echoLocal}        # tunnel "demo-echo" to an echo server (needs netcat)`,
     );
-    if (pg)
-      out(`  psql "host=127.0.0.1 port=${pgLocal} user=postgres dbname=postgres" -c 'select version()'`);
-    else out('  (install PostgreSQL to also get a "demo-pg" tunnel)');
+    if (pg && rds) {
+      out(`  SSMTUN_SOCKET=${socketPath} ssmtun psql demo-pg -- -c 'select current_user'`);
+      out('      # IAM token + TLS verify-full against the simulated RDS, through the tunnel');
+      out(`  SSMTUN_SOCKET=${socketPath} ssmtun env demo-pg      # the same as PG* variables`);
+    } else out('  (install PostgreSQL to also get a "demo-pg" tunnel to a simulated RDS)');
     out('');
     out('Ctrl-C stops everything.');
     await new Promise<void>((resolve) => {
@@ -117,7 +145,7 @@ function demoConfig(
   region: string,
   echoPort: number,
   echoLocal: number,
-  pgPort: number | undefined,
+  rds: SimDatabase | undefined,
   pgLocal: number,
 ): string {
   const lines = [
@@ -130,16 +158,17 @@ function demoConfig(
     `endpoint = "${endpoint}"`,
     '',
   ];
-  if (pgPort) {
+  if (rds) {
     lines.push(
       '[tunnels.demo-pg]',
       `region = "${region}"`,
       'target_tag = "Name=bastion"',
-      'remote_host = "127.0.0.1"',
-      `remote_port = ${pgPort}`,
+      `remote_host = "${rds.host}"`,
+      `remote_port = ${rds.port}`,
       `local_port = ${pgLocal}`,
       'db_user = "postgres"',
       'db_name = "postgres"',
+      `ca_bundle = "${rds.caFile}"`,
       `endpoint = "${endpoint}"`,
       '',
     );
@@ -158,9 +187,9 @@ async function setInstancePacing(endpoint: string, id: string, pacing: boolean):
 /** One full round trip: lazy open (StartSession, WebSocket, handshake) then a 64-byte echo. */
 async function roundTrip(
   manager: TunnelManager,
+  tokens: TokenService,
   echoLocal: number,
   pg: PgCluster | undefined,
-  pgLocal: number,
   out: (s: string) => void,
 ): Promise<number> {
   const payload = Buffer.from('ssmtun demo round trip '.padEnd(64, '.'));
@@ -179,13 +208,14 @@ async function roundTrip(
     return 1;
   }
   let pgPart = '';
-  if (pg) {
-    const v = await pg.psql('select 6 * 7', { port: pgLocal, host: '127.0.0.1' });
-    if (v !== '42') {
-      out(`ssmtun demo: FAILED: psql through the tunnel answered ${JSON.stringify(v)}`);
+  const pgTunnel = manager.get('demo-pg');
+  if (pg && pgTunnel) {
+    const v = await iamLogin(pg, pgTunnel.config, tokens);
+    if (v !== 'postgres') {
+      out(`ssmtun demo: FAILED: psql through demo-pg answered ${JSON.stringify(v)}`);
       return 1;
     }
-    pgPart = ', psql through demo-pg: ok';
+    pgPart = ', psql through demo-pg: ok (IAM token, TLS verify-full to the simulated RDS)';
   }
   const st = manager.get('demo-echo')!.status();
   out(
@@ -193,4 +223,12 @@ async function roundTrip(
       `first byte after lazy open ${firstMs.toFixed(1)} ms, 64-byte round trip ${warmMs.toFixed(2)} ms${pgPart}`,
   );
   return 0;
+}
+
+/** What `ssmtun psql demo-pg` does: a fresh token and host=<RDS name> hostaddr=127.0.0.1, verify-full. */
+async function iamLogin(pg: PgCluster, config: TunnelConfig, tokens: TokenService): Promise<string> {
+  const tok = await tokens.get(config);
+  const env = libpqEnv({ ...connectionInfo(config), user: tok.user, token: tok.token, expiresAt: '' });
+  // The simulated RDS takes nothing but a valid token over TLS, so an answer proves both.
+  return pg.psql('select current_user', { extraEnv: env });
 }
