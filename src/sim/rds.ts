@@ -46,7 +46,8 @@ export interface RdsFrontOptions {
   logger?: Logger;
 }
 
-export type RdsRefusalReason = RdsTokenRefusal | 'password-user' | 'no-user' | 'protocol';
+/** Token refusals, plus: a role without rds_iam, no user in the startup packet, bytes that break the protocol, upstream unreachable. */
+export type RdsRefusalReason = RdsTokenRefusal | 'password-user' | 'no-user' | 'protocol' | 'upstream';
 
 export interface RdsFrontStats {
   logins: number;
@@ -224,7 +225,7 @@ export async function startRdsFront(opts: RdsFrontOptions): Promise<RdsFront> {
       try {
         up = await dialUpstream();
       } catch (err) {
-        refuse(s, user, 'protocol', {
+        refuse(s, user, 'upstream', {
           severity: 'FATAL',
           code: '08006',
           message: `could not connect to the database behind the simulated RDS endpoint ${opts.host} (${opts.upstream.host}:${opts.upstream.port}): ${(err as Error).message}`,

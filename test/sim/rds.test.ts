@@ -7,6 +7,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import { PassThrough } from 'node:stream';
 import tls from 'node:tls';
 import { Signer } from '@aws-sdk/rds-signer';
 import pino from 'pino';
@@ -15,6 +16,7 @@ import { createSsmGateway } from '../../src/daemon/aws.js';
 import { DOCUMENT_REMOTE_HOST } from '../../src/daemon/config.js';
 import { ClientSession } from '../../src/daemon/session.js';
 import {
+  cancelRequest,
   gssencRequest,
   MessageReader,
   parseErrorFields,
@@ -29,19 +31,24 @@ import {
   type Simulator,
   startSimulator,
 } from '../../src/sim/index.js';
+import { closedPort } from '../helpers/net.js';
 import { type PgCluster, pgTool, startPostgres } from '../helpers/postgres.js';
 
 const BASTION = 'i-05e1a000000000001';
+const LEGACY = 'i-05e1a000000000002';
 const LEGACY_USER = 'legacy_user';
 
-function mintToken(host: string, user = 'postgres', port = 5432): Promise<string> {
-  return new Signer({
+const minted: string[] = [];
+async function mintToken(host: string, user = 'postgres', port = 5432): Promise<string> {
+  const token = await new Signer({
     hostname: host,
     port,
     username: user,
     region: 'us-east-1',
     credentials: DEFAULT_CREDENTIALS,
   }).getAuthToken();
+  minted.push(token);
+  return token;
 }
 
 interface PsqlResult {
@@ -55,11 +62,20 @@ describe('simulated RDS front (real psql, real PostgreSQL)', () => {
   let sim: Simulator;
   let db: SimDatabase;
   const children = new Set<ChildProcess>();
+  /** The simulated RDS's clock runs this far ahead of the real one. */
+  let clockOffsetMs = 0;
+  let logText = '';
+  const logSink = new PassThrough();
+  logSink.on('data', (c: Buffer) => {
+    logText += c.toString();
+  });
 
   beforeAll(async () => {
     pg = await startPostgres();
     sim = await startSimulator({
       agentDefaults: { pacing: false },
+      now: () => Date.now() + clockOffsetMs,
+      logger: pino({ level: 'debug' }, logSink),
       databases: [
         { name: 'orders', upstream: { host: '127.0.0.1', port: pg.port }, passwordUsers: [LEGACY_USER] },
       ],
@@ -158,6 +174,43 @@ describe('simulated RDS front (real psql, real PostgreSQL)', () => {
     expect(db.stats.refusals.at(-1)).toEqual({ user: 'postgres', reason: 'wrong-host', sqlstate: '28P01' });
   });
 
+  it('a token is refused once the simulator clock is 16 minutes later, with its expiry time', async () => {
+    const token = await mintToken(db.host);
+    clockOffsetMs = 16 * 60_000;
+    try {
+      const r = await psql(conninfo(), token);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain('PAM authentication failed for user "postgres"');
+      expect(r.stderr).toMatch(/IAM token expired at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ/);
+      expect(db.stats.refusals.at(-1)?.reason).toBe('expired');
+    } finally {
+      clockOffsetMs = 0;
+    }
+    expect((await psql(conninfo(), token)).stdout).toBe('postgres');
+  });
+
+  it('a database added at run time shares the CA; its unreachable upstream is a clear 08006', async () => {
+    const down = await sim.addDatabase({
+      name: 'down',
+      upstream: { host: '127.0.0.1', port: await closedPort() },
+    });
+    expect(down.caFile).toBe(db.caFile);
+    expect(sim.databases.map((d) => d.name)).toEqual(['orders', 'down']);
+    await expect(sim.addDatabase({ name: 'down', upstream: { host: '127.0.0.1', port: 1 } })).rejects.toThrow(
+      'database down already exists',
+    );
+    const conn = [
+      `host=${down.host} hostaddr=127.0.0.1 port=${down.frontPort} sslmode=verify-full`,
+      `sslrootcert=${down.caFile} user=postgres dbname=postgres`,
+    ].join(' ');
+    const r = await psql(conn, await mintToken(down.host));
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(
+      `could not connect to the database behind the simulated RDS endpoint ${down.host}`,
+    );
+    expect(down.stats.refusals).toEqual([{ user: 'postgres', reason: 'upstream', sqlstate: '08006' }]);
+  });
+
   it('a plain password is refused as malformed, a token for another user as wrong-user', async () => {
     expect((await psql(conninfo(), 'hunter2')).stderr).toContain(
       'PAM authentication failed for user "postgres"',
@@ -209,8 +262,10 @@ describe('simulated RDS front (real psql, real PostgreSQL)', () => {
   });
 
   describe('the wire exchange, byte by byte', () => {
-    /** SSLRequest (after a refused GSSENCRequest), TLS verified against the CA, StartupMessage. */
-    async function tlsStartup(user: string): Promise<{ sock: tls.TLSSocket; next(): Promise<TypedMessage> }> {
+    /** SSLRequest (after a refused GSSENCRequest), TLS verified against the CA, then a StartupMessage if `user`. */
+    async function tlsStartup(
+      user?: string,
+    ): Promise<{ sock: tls.TLSSocket; next(): Promise<TypedMessage> }> {
       const raw = net.connect(db.frontPort, '127.0.0.1');
       await once(raw, 'connect');
       const oneByte = () => once(raw, 'data').then(([d]) => (d as Buffer).toString('latin1'));
@@ -220,17 +275,47 @@ describe('simulated RDS front (real psql, real PostgreSQL)', () => {
       expect(await oneByte()).toBe('S');
       const sock = tls.connect({ socket: raw, ca: readFileSync(db.caFile), servername: db.host });
       await once(sock, 'secureConnect');
-      sock.write(startupMessage({ user, database: 'postgres' }));
-      const reader = new MessageReader();
+      const reader = new MessageReader(1 << 20);
+      let wake: (() => void) | undefined;
+      sock.on('data', (chunk: Buffer) => {
+        reader.push(chunk);
+        wake?.();
+      });
+      sock.on('error', () => {});
+      if (user !== undefined) sock.write(startupMessage({ user, database: 'postgres' }));
       const next = async (): Promise<TypedMessage> => {
         for (;;) {
           const m = reader.nextTyped();
           if (m) return m;
-          const [chunk] = await once(sock, 'data');
-          reader.push(chunk as Buffer);
+          await new Promise<void>((r) => {
+            wake = r;
+          });
         }
       };
       return { sock, next };
+    }
+
+    /** Logs in over TLS with a valid token and reads up to ReadyForQuery; returns the BackendKeyData. */
+    async function login(): Promise<{
+      sock: tls.TLSSocket;
+      next(): Promise<TypedMessage>;
+      pid: number;
+      key: number;
+    }> {
+      const c = await tlsStartup('postgres');
+      expect((await c.next()).type).toBe('R');
+      c.sock.write(passwordMessage(await mintToken(db.host)));
+      let pid = 0;
+      let key = 0;
+      for (;;) {
+        const m = await c.next();
+        if (m.type === 'E') throw new Error(JSON.stringify(parseErrorFields(m.body)));
+        if (m.type === 'K') {
+          pid = m.body.readInt32BE(0);
+          key = m.body.readInt32BE(4);
+        }
+        if (m.type === 'Z') return { ...c, pid, key };
+      }
     }
 
     it('asks an IAM user for a cleartext password (AuthenticationCleartextPassword)', async () => {
@@ -263,10 +348,57 @@ describe('simulated RDS front (real psql, real PostgreSQL)', () => {
         sock.destroy();
       }
     });
+    it('a CancelRequest sent inside TLS reaches the upstream and cancels the running query', async () => {
+      const before = db.stats.cancels;
+      const c = await login();
+      try {
+        const sql = Buffer.from('select pg_sleep(60)\0');
+        const q = Buffer.alloc(5);
+        q.write('Q', 0, 'latin1');
+        q.writeInt32BE(4 + sql.length, 1);
+        c.sock.write(Buffer.concat([q, sql]));
+        for (let i = 0; ; i++) {
+          const n = await pg.psql(
+            "select count(*) from pg_stat_activity where query = 'select pg_sleep(60)'",
+          );
+          if (n === '1') break;
+          if (i > 200) throw new Error('the query never started');
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        const canceller = await tlsStartup();
+        canceller.sock.write(cancelRequest(c.pid, c.key));
+        await once(canceller.sock, 'close');
+        let err = await c.next();
+        while (err.type === 'T') err = await c.next(); // RowDescription comes before the query runs
+        expect(err.type).toBe('E');
+        expect(parseErrorFields(err.body)).toMatchObject({
+          C: '57014',
+          M: 'canceling statement due to user request',
+        });
+        expect(db.stats.cancels).toBe(before + 1);
+      } finally {
+        c.sock.destroy();
+      }
+    });
+
+    it('refuses bytes pipelined behind an SSLRequest, like PostgreSQL (CVE-2021-23214)', async () => {
+      const raw = net.connect(db.frontPort, '127.0.0.1');
+      const got: Buffer[] = [];
+      raw.on('data', (d: Buffer) => got.push(d));
+      raw.write(Buffer.concat([sslRequest(), startupMessage({ user: 'postgres' })]));
+      await once(raw, 'close');
+      const reader = new MessageReader();
+      reader.push(Buffer.concat(got));
+      const m = reader.nextTyped()!;
+      expect(parseErrorFields(m.body)).toMatchObject({
+        C: '08P01',
+        M: 'received unencrypted data after SSL request',
+      });
+    });
   });
 
   describe('through the simulator: an agent resolves the RDS name with its own table', () => {
-    async function session(host: string, port: string) {
+    async function session(host: string, port: string, target = BASTION) {
       const got: Buffer[] = [];
       const errors: string[] = [];
       let onData: (() => void) | undefined;
@@ -277,7 +409,7 @@ describe('simulated RDS front (real psql, real PostgreSQL)', () => {
           endpoint: sim.endpoint,
           credentials: { accessKeyId: sim.accessKeyId, secretAccessKey: sim.secretAccessKey },
         }),
-        target: BASTION,
+        target,
         documentName: DOCUMENT_REMOTE_HOST,
         parameters: { host: [host], portNumber: [port], localPortNumber: ['0'] },
         logger: pino({ level: 'silent' }),
@@ -310,14 +442,19 @@ describe('simulated RDS front (real psql, real PostgreSQL)', () => {
       };
     }
 
-    it(`dials <rds name>:5432 and gets the front's 'S' answer to an SSLRequest`, async () => {
-      const c = await session(db.host, '5432');
-      try {
-        const id = c.s.openConnection();
-        expect(await c.firstByte(id)).toBe('S');
-        expect(c.errors).toEqual([]);
-      } finally {
-        await c.s.terminate();
+    it(`dials <rds name>:5432 and gets the front's 'S' answer to an SSLRequest (mux and basic agents)`, async () => {
+      for (const target of [BASTION, LEGACY]) {
+        const before = db.stats.plaintextRefused;
+        const c = await session(db.host.toUpperCase(), '5432', target);
+        try {
+          expect(c.s.info.mode).toBe(target === BASTION ? 'mux' : 'basic');
+          const id = c.s.openConnection();
+          expect(await c.firstByte(id)).toBe('S');
+          expect(c.errors).toEqual([]);
+          expect(db.stats.plaintextRefused).toBe(before);
+        } finally {
+          await c.s.terminate();
+        }
       }
     });
 
@@ -338,5 +475,15 @@ describe('simulated RDS front (real psql, real PostgreSQL)', () => {
         }
       }
     });
+  });
+
+  it('no token, nor its signature, appears in any log line of this file', () => {
+    expect(minted.length).toBeGreaterThan(10);
+    expect(logText).toContain('IAM login accepted');
+    expect(logText).toContain('login refused');
+    for (const token of minted) {
+      expect(logText).not.toContain(token);
+      expect(logText).not.toContain(/X-Amz-Signature=([0-9a-f]{64})/.exec(token)![1]);
+    }
   });
 });
