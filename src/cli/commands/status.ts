@@ -1,22 +1,20 @@
 /** `ssmtun status`: asks the running daemon's API and prints one line per tunnel. */
-import { parseArgs } from 'node:util';
+import { CLIENT_OPTIONS, CLIENT_OPTIONS_HELP, parseCommand } from '../args.js';
+import { DaemonClient } from '../client.js';
+import { usage } from './token.js';
+
+const USAGE = `usage: ssmtun status [--json]
+
+Lists the running daemon's tunnels: state, local port, destination, mode, connections, last error.
+  --json              the API's answer as it is
+${CLIENT_OPTIONS_HELP}
+`;
 
 export async function statusCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { 'api-port': { type: 'string' }, json: { type: 'boolean' } },
-  });
-  const port = Number(values['api-port'] ?? process.env.SSMTUN_API_PORT ?? 7711);
-  let body: { tunnels: Array<Record<string, unknown>> };
-  try {
-    const res = await fetch(`http://127.0.0.1:${port}/tunnels`);
-    body = (await res.json()) as typeof body;
-  } catch (e) {
-    process.stderr.write(
-      `ssmtun status: no daemon answers on 127.0.0.1:${port} (${(e as Error).message})\n  fix: start it with: ssmtun daemon\n`,
-    );
-    return 1;
-  }
+  const { values, help } = parseCommand(argv, { ...CLIENT_OPTIONS, json: { type: 'boolean' } }, USAGE);
+  if (help) return usage(USAGE);
+  const client = await DaemonClient.connect({ config: values.config, apiPort: values['api-port'] });
+  const body = await client.request<{ tunnels: Array<Record<string, unknown>> }>('GET', '/tunnels');
   if (values.json) {
     process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
     return 0;
