@@ -211,6 +211,17 @@ describe('simulated RDS front (real psql, real PostgreSQL)', () => {
     expect(down.stats.refusals).toEqual([{ user: 'postgres', reason: 'upstream', sqlstate: '08006' }]);
   });
 
+  it('startSimulator refuses a database with a non-loopback upstream, with a fix', async () => {
+    const err = await startSimulator({
+      databases: [{ name: 'orders', upstream: { host: '10.0.0.5', port: 5432 } }],
+    }).catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      code: 'SIM_BAD_DATABASE',
+      message: 'upstream of database orders must be a loopback address, not "10.0.0.5"',
+      fix: expect.stringContaining('local PostgreSQL'),
+    });
+  });
+
   it('a plain password is refused as malformed, a token for another user as wrong-user', async () => {
     expect((await psql(conninfo(), 'hunter2')).stderr).toContain(
       'PAM authentication failed for user "postgres"',
