@@ -81,6 +81,7 @@ describe('parseConfig: valid files', () => {
         dbUser: 'app_readonly',
         dbName: 'orders',
         engine: 'postgres',
+        sslmode: 'verify-full',
         idleTimeoutMs: 90_000,
         endpoint: 'http://127.0.0.1:4566',
         lazy: false,

@@ -40,6 +40,7 @@ export interface SimState {
     agent: unknown;
   }>;
   calls: Array<{ op: string; target?: string; sessionId?: string; error?: string }>;
+  databases?: Array<{ name: string; host: string; port: number; stats: { logins: number } }>;
   [k: string]: unknown;
 }
 
