@@ -1,8 +1,24 @@
-/** JSON schemas shared by the route groups: they validate input and document output. */
+/** JSON schemas shared by the route groups: they validate input and document output (/openapi.json). */
 
 export const errorSchema = {
   type: 'object',
-  properties: { code: { type: 'string' }, message: { type: 'string' }, fix: { type: 'string' } },
+  properties: {
+    code: { type: 'string' },
+    message: { type: 'string' },
+    fix: { type: 'string' },
+    issues: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          key: { type: 'string' },
+          line: { type: 'integer' },
+          message: { type: 'string' },
+          fix: { type: 'string' },
+        },
+      },
+    },
+  },
   required: ['code', 'message'],
 } as const;
 
@@ -19,4 +35,86 @@ export const errorResponses = {
   404: errorSchema,
   409: errorSchema,
   502: errorSchema,
+  503: errorSchema,
+} as const;
+
+export const tunnelStatusSchema = {
+  type: 'object',
+  additionalProperties: true,
+  properties: {
+    name: { type: 'string' },
+    state: {
+      type: 'string',
+      enum: ['listening', 'connecting', 'open', 'reconnecting', 'degraded', 'error', 'stopped'],
+    },
+    origin: { type: 'string', enum: ['config', 'api'] },
+    localPort: { type: 'integer' },
+    bind: { type: 'array', items: { type: 'string' } },
+    listening: { type: 'array', items: { type: 'string' } },
+    remote: { type: 'string' },
+    target: { type: 'string' },
+    resolvedTarget: { type: 'string' },
+    sessionId: { type: 'string' },
+    mode: { type: 'string', enum: ['mux', 'basic'] },
+    agentVersion: { type: 'string' },
+    note: { type: 'string' },
+    connections: { type: 'integer' },
+    waiting: { type: 'integer' },
+    totalConnections: { type: 'integer' },
+    bytesToRemote: { type: 'integer' },
+    bytesFromRemote: { type: 'integer' },
+    rttMs: { type: 'number' },
+    retransmissions: { type: 'integer' },
+    reconnects: { type: 'integer' },
+    sessionsStarted: { type: 'integer' },
+    openedAt: { type: 'string' },
+    lastError: {
+      type: 'object',
+      properties: {
+        code: { type: 'string' },
+        message: { type: 'string' },
+        fix: { type: 'string' },
+        at: { type: 'string' },
+      },
+    },
+  },
+  required: ['name', 'state', 'localPort'],
+} as const;
+
+const key = (description: string) => ({ description });
+
+/**
+ * A tunnel as the API takes it: the config file's keys. Types are left to the config validator on
+ * purpose, so the API answers with the same messages (and did-you-means) as the config file.
+ */
+export const tunnelBodyProperties = {
+  region: key('AWS region of the target, e.g. "eu-west-1" (required)'),
+  target: key('instance id "i-…" (this or target_tag is required)'),
+  target_tag: key('"Key=Value" of an online managed instance'),
+  remote_host: key('host the instance forwards to, e.g. an RDS endpoint name'),
+  remote_port: key('integer 1-65535 (required)'),
+  local_port: key('integer 1-65535 (required)'),
+  profile: key('AWS profile'),
+  bind: key('array of loopback addresses'),
+  engine: key('"postgres" or "mysql"'),
+  db_user: key('database user for IAM tokens'),
+  db_name: key('database name'),
+  ca_bundle: key('PEM file of CAs for TLS verification'),
+  sslmode: key('libpq sslmode, default "verify-full"'),
+  idle_timeout: key('"10m", "90s", seconds, or "0"'),
+  lazy: key('boolean'),
+  endpoint: key('SSM endpoint URL override'),
+} as const;
+
+export const tunnelBodySchema = {
+  type: 'object',
+  properties: { name: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' }, ...tunnelBodyProperties },
+  required: ['name'],
+  additionalProperties: true,
+} as const;
+
+export const tunnelPatchSchema = {
+  type: 'object',
+  properties: tunnelBodyProperties,
+  additionalProperties: true,
 } as const;

@@ -5,12 +5,17 @@
  */
 import type { FastifyInstance } from 'fastify';
 
-const LOCAL_HOST_RE = /^(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/i;
+const LOCAL_HOST_RE = /^(localhost|127\.0\.0\.1|\[::1\])(?::(\d+))?$/i;
 
-export function registerSecurity(app: FastifyInstance): void {
+/**
+ * `port`: the TCP port this instance serves; a Host naming another port is a rebinding attempt against
+ * some other local service's origin. Unix-socket instances pass none.
+ */
+export function registerSecurity(app: FastifyInstance, port?: number): void {
   app.addHook('onRequest', async (req, reply) => {
     const host = req.headers.host ?? '';
-    if (!LOCAL_HOST_RE.test(host)) {
+    const m = LOCAL_HOST_RE.exec(host);
+    if (!m || (port !== undefined && Number(m[2]) !== port)) {
       return reply
         .status(403)
         .send({ code: 'FORBIDDEN_HOST', message: `Host ${JSON.stringify(host)} is not allowed` });

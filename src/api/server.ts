@@ -1,15 +1,24 @@
 /**
- * The local HTTP API (127.0.0.1 and the user's unix socket). Built by a factory so tests use
- * `app.inject()`; it reads the daemon only through the TunnelManager and the TokenService. Errors are
- * JSON `{ code, message, fix? }` with a status that says whose fault it is.
+ * The local HTTP API (127.0.0.1, ::1 and the user's unix socket). Built by a factory so tests use
+ * `app.inject()`; it reads the daemon only through the TunnelManager, the TokenService, the runtime
+ * tunnel store and the event hub. Every answer that is not a success is JSON `{ code, message, fix? }`
+ * with a status that says whose fault it is, including fastify's own rejections (malformed HTTP, 404,
+ * body too large, timeouts). The OpenAPI document at /openapi.json is generated from the route schemas.
  */
+import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { ConfigError } from '../daemon/config.js';
 import { TunnelError, type TunnelErrorCode } from '../daemon/errors.js';
+import type { EventHub } from '../daemon/events.js';
 import type { TunnelManager } from '../daemon/manager.js';
+import type { RuntimeTunnels } from '../daemon/runtime-tunnels.js';
 import type { TokenService } from '../daemon/tokens.js';
 import { registerAuth } from './auth.js';
+import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { type ReloadResult, reloadRoutes } from './routes/reload.js';
 import { tokenRoutes } from './routes/tokens.js';
 import { tunnelRoutes } from './routes/tunnels.js';
 import { registerSecurity } from './security.js';
@@ -17,6 +26,12 @@ import { registerSecurity } from './security.js';
 export interface ApiDeps {
   manager: TunnelManager;
   tokens?: TokenService;
+  runtime?: RuntimeTunnels;
+  events?: EventHub;
+  /** Re-reads the config file and applies the difference (SIGHUP does the same). */
+  reload?: () => Promise<ReloadResult>;
+  /** False until the daemon has finished starting (GET /startup). */
+  started?: () => boolean;
   logger?: Logger;
   version: string;
   /** The key protected routes require over TCP; without one they answer only on the unix socket. */
@@ -25,6 +40,8 @@ export interface ApiDeps {
   trusted?: boolean;
   keyFile?: string;
   socketPath?: string;
+  /** The TCP port served: Host must name it. */
+  port?: number;
 }
 
 const STATUS_BY_CODE: Partial<Record<TunnelErrorCode, number>> = {
@@ -33,16 +50,59 @@ const STATUS_BY_CODE: Partial<Record<TunnelErrorCode, number>> = {
   REMOTE_HOST_MISSING: 409,
   LISTEN_FAILED: 409,
   TUNNEL_STOPPED: 409,
+  TUNNEL_EXISTS: 409,
+  TUNNEL_FROM_CONFIG: 409,
 };
+
+/** Slow or stuck clients must not hold the API: these bound each phase of a request. */
+const LIMITS = {
+  connectionTimeout: 10_000,
+  requestTimeout: 30_000,
+  keepAliveTimeout: 5_000,
+  bodyLimit: 64 * 1024,
+} as const;
 
 export function buildApi(deps: ApiDeps): FastifyInstance {
   const app = Fastify({
+    ...LIMITS,
     // Request lines at info would drown the tunnel logs; the API logs only its warnings and errors.
     loggerInstance: deps.logger?.child({ component: 'api' }, { level: 'warn' }) as
       | FastifyBaseLogger
       | undefined,
+    frameworkErrors: (err, _req, reply) => {
+      (reply as unknown as { status(n: number): { send(b: unknown): void } })
+        .status(400)
+        .send({ code: 'BAD_REQUEST', message: err.message });
+    },
   }) as unknown as FastifyInstance;
-  registerSecurity(app);
+  // Malformed HTTP never reaches a route: answer it in the same JSON shape.
+  app.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return socket.destroy();
+    const status =
+      err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const body = JSON.stringify({
+      code: status === 431 ? 'HEADERS_TOO_LARGE' : status === 408 ? 'REQUEST_TIMEOUT' : 'BAD_REQUEST',
+      message: err.message,
+    });
+    socket.end(
+      `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\n` +
+        `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  });
+
+  app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'ssmtun daemon API',
+        version: deps.version,
+        description:
+          'Local API of the ssmtun daemon. Reads are open on loopback; routes that change state or hand out credentials need `Authorization: Bearer <key>` (the key file in the state dir) or the unix socket.',
+      },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+  registerSecurity(app, deps.trusted ? undefined : deps.port);
   registerAuth(app, {
     apiKey: deps.apiKey,
     trusted: deps.trusted ?? false,
@@ -55,6 +115,15 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       const status = STATUS_BY_CODE[err.code] ?? 502;
       return reply.status(status).send({ code: err.code, message: err.message, fix: err.fix });
     }
+    if (err instanceof ConfigError) {
+      const first = err.issues[0];
+      return reply.status(400).send({
+        code: err.code,
+        message: err.message,
+        fix: first?.fix,
+        issues: err.issues.map((i) => ({ key: i.key, line: i.line, message: i.message, fix: i.fix })),
+      });
+    }
     const e = err as { validation?: unknown; statusCode?: number; code?: string; message: string };
     if (e.validation) return reply.status(400).send({ code: 'BAD_REQUEST', message: e.message });
     const status = e.statusCode && e.statusCode >= 400 && e.statusCode < 500 ? e.statusCode : 500;
@@ -64,8 +133,15 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     reply.status(404).send({ code: 'NOT_FOUND', message: `no route ${req.method} ${req.url}` }),
   );
 
-  healthRoutes(app, deps);
-  tunnelRoutes(app, deps);
-  tokenRoutes(app, deps);
+  // Routes load after the swagger plugin so that every one of them is in the OpenAPI document.
+  app.register(async (api) => {
+    healthRoutes(api, deps);
+    tunnelRoutes(api, deps);
+    tokenRoutes(api, deps);
+    reloadRoutes(api, deps);
+    eventRoutes(api, deps);
+    metricsRoutes(api, deps);
+    api.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  });
   return app;
 }

@@ -24,7 +24,9 @@ export type TunnelErrorCode =
   | 'TUNNEL_NOT_FOUND'
   | 'DB_USER_MISSING'
   | 'REMOTE_HOST_MISSING'
-  | 'TOKEN_FAILED';
+  | 'TOKEN_FAILED'
+  | 'TUNNEL_EXISTS'
+  | 'TUNNEL_FROM_CONFIG';
 
 export class TunnelError extends Error {
   readonly code: TunnelErrorCode;

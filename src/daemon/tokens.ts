@@ -91,8 +91,8 @@ export class TokenService {
   private readonly now: () => number;
   private readonly sign: (p: SignParams) => Promise<string>;
   private stopped = false;
-  /** Tokens signed so far (the pgpass keeper and metrics read it). */
-  refreshes = 0;
+  /** Tokens signed so far, per tunnel (metrics). */
+  readonly signedCount = new Map<string, number>();
 
   constructor(private readonly opts: TokenServiceOptions) {
     this.now = opts.now ?? Date.now;
@@ -152,7 +152,7 @@ export class TokenService {
         user,
         region: entry.tunnel.region,
       };
-      this.refreshes++;
+      this.signedCount.set(entry.tunnel.name, (this.signedCount.get(entry.tunnel.name) ?? 0) + 1);
       entry.current = t;
       this.opts.logger?.debug(
         { tunnel: entry.tunnel.name, user, host, port, expiresAt: expiresAt.toISOString() },

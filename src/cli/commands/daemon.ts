@@ -4,13 +4,17 @@
  */
 import { parseArgs } from 'node:util';
 import { ApiKeyError, loadOrCreateApiKey } from '../../api/auth.js';
+import { ApiListenError, listenLoopback } from '../../api/listen.js';
 import { buildApi } from '../../api/server.js';
 import { listenUnix } from '../../api/unix-socket.js';
 import { ConfigError, defaultConfigPath, loadConfig } from '../../daemon/config.js';
+import { EventHub } from '../../daemon/events.js';
 import { createLogger } from '../../daemon/logger.js';
 import { TunnelManager } from '../../daemon/manager.js';
 import { apiKeyFile, apiSocketPath } from '../../daemon/paths.js';
 import { PgpassKeeper } from '../../daemon/pgpass-keeper.js';
+import { RuntimeTunnels } from '../../daemon/runtime-tunnels.js';
+import { defaultStateFile } from '../../daemon/state.js';
 import { TokenService } from '../../daemon/tokens.js';
 import { VERSION } from '../version.js';
 
@@ -26,6 +30,12 @@ export async function daemonCommand(argv: string[]): Promise<number> {
     },
   });
   const file = values.config ?? defaultConfigPath();
+  if (values['api-port'] !== undefined && !/^\d{1,5}$/.test(values['api-port'])) {
+    process.stderr.write(
+      `ssmtun daemon: --api-port must be a port number, not ${JSON.stringify(values['api-port'])}\n`,
+    );
+    return 2;
+  }
   let config: Awaited<ReturnType<typeof loadConfig>>;
   try {
     config = await loadConfig(file);
@@ -48,23 +58,53 @@ export async function daemonCommand(argv: string[]): Promise<number> {
       return 1;
     }
   }
+  const apiPort = values['api-port'] ? Number(values['api-port']) : config.apiPort;
+  if (apiPort < 1 || apiPort > 65535) {
+    process.stderr.write(`ssmtun daemon: --api-port must be between 1 and 65535, not ${apiPort}\n`);
+    return 2;
+  }
   const manager = new TunnelManager({ logger });
   const tokens = new TokenService({ credentials: (t) => manager.credentials(t), logger });
+  const events = new EventHub(manager);
+  const runtime = new RuntimeTunnels(manager, { stateFile: defaultStateFile(), apiPort, logger });
+  let started = false;
   await manager.start(config.tunnels);
+  await runtime.load();
+  events.start();
 
   const socketPath = apiSocketPath();
-  const apiDeps = { manager, tokens, logger, version: VERSION, apiKey, keyFile, socketPath };
+  const apiDeps = {
+    manager,
+    tokens,
+    runtime,
+    events,
+    started: () => started,
+    logger,
+    version: VERSION,
+    apiKey,
+    keyFile,
+    socketPath,
+    port: apiPort,
+  };
   const api = values['no-api'] ? undefined : buildApi(apiDeps);
   const unixApi = values['no-api'] ? undefined : buildApi({ ...apiDeps, trusted: true });
-  const apiPort = values['api-port'] ? Number(values['api-port']) : config.apiPort;
+  let closeV6: (() => Promise<void>) | undefined;
   if (api) {
     try {
-      await api.listen({ host: '127.0.0.1', port: apiPort });
+      closeV6 = await listenLoopback(api, apiPort);
     } catch (e) {
+      if (!(e instanceof ApiListenError)) throw e;
+      const holder = e.errno === 'EADDRINUSE' ? await ssmtunHolder(apiPort) : undefined;
       logger.error(
-        { err: (e as Error).message, port: apiPort },
-        'API could not listen; tunnels keep working',
+        { err: e.message, fix: holder ? `stop it first: kill ${holder}` : e.fix, port: apiPort },
+        holder
+          ? `another ssmtun daemon (pid ${holder}) already serves port ${apiPort}`
+          : 'the API could not listen',
       );
+      await Promise.all([manager.stop(), api.close()]);
+      events.stop();
+      tokens.stop();
+      return 1;
     }
   }
   if (unixApi) {
@@ -86,8 +126,9 @@ export async function daemonCommand(argv: string[]): Promise<number> {
         })
       : undefined;
   await keeper?.start();
+  started = true;
   logger.info(
-    { config: file, tunnels: config.tunnels.length, apiPort, socketPath, pgpass: config.pgpass },
+    { config: file, tunnels: manager.list().length, apiPort, socketPath, pgpass: config.pgpass },
     'ssmtun daemon ready',
   );
 
@@ -99,12 +140,26 @@ export async function daemonCommand(argv: string[]): Promise<number> {
       logger.info({ signal }, 'shutting down');
       const force = setTimeout(() => resolve(0), SHUTDOWN_BUDGET_MS);
       tokens.stop();
-      void Promise.all([manager.stop(), api?.close(), unixApi?.close(), keeper?.stop()]).finally(() => {
-        clearTimeout(force);
-        resolve(0);
-      });
+      events.stop();
+      void Promise.all([manager.stop(), api?.close(), closeV6?.(), unixApi?.close(), keeper?.stop()]).finally(
+        () => {
+          clearTimeout(force);
+          resolve(0);
+        },
+      );
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/** The pid of the ssmtun daemon answering on the port, if that is what holds it. */
+async function ssmtunHolder(port: number): Promise<number | undefined> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(1000) });
+    const body = (await res.json()) as { service?: string; pid?: number };
+    return body.service === 'ssmtun' ? body.pid : undefined;
+  } catch {
+    return undefined;
+  }
 }
