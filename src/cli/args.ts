@@ -3,6 +3,7 @@
  * and exits 0, and everything after `--` kept for the tool a command runs (psql, pg_dump, mysql).
  */
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { suggest } from '../daemon/config/suggest.js';
 
 export class UsageError extends Error {
   readonly code = 'USAGE';
@@ -47,7 +48,11 @@ export function parseCommand<O extends Options>(argv: string[], options: O, usag
     const help = (values as { help?: boolean }).help === true;
     return { values: values as Parsed<O>['values'], positionals, rest, help };
   } catch (e) {
-    throw new UsageError((e as Error).message, usage);
+    const message = (e as Error).message;
+    const unknown = /Unknown option '(-{1,2}[^']+)'/.exec(message)?.[1];
+    const guess = unknown ? suggest(unknown.replace(/^-+/, ''), [...Object.keys(options), 'help']) : undefined;
+    const text = unknown ? `unknown option ${unknown}` : message;
+    throw new UsageError(guess ? `${text} (did you mean --${guess}?)` : text, usage);
   }
 }
 

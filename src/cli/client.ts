@@ -37,7 +37,8 @@ interface Reply {
 
 const TIMEOUT_MS = 30_000;
 
-function send(where: Where, method: string, path: string, key?: string): Promise<Reply> {
+function send(where: Where, method: string, path: string, key?: string, body?: unknown): Promise<Reply> {
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = http.request(
       {
@@ -50,6 +51,7 @@ function send(where: Where, method: string, path: string, key?: string): Promise
           host: 'localhost',
           accept: 'application/json',
           ...(key ? { authorization: `Bearer ${key}` } : {}),
+          ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
         },
         timeout: TIMEOUT_MS,
       },
@@ -69,7 +71,7 @@ function send(where: Where, method: string, path: string, key?: string): Promise
     );
     req.on('timeout', () => req.destroy(new Error(`no answer within ${TIMEOUT_MS / 1000} s`)));
     req.on('error', reject);
-    req.end();
+    req.end(payload);
   });
 }
 
@@ -138,10 +140,14 @@ export class DaemonClient {
     return new DaemonClient(where, key, keyError, `127.0.0.1:${port}`);
   }
 
-  async request<T>(method: 'GET' | 'POST' | 'DELETE' | 'PATCH', path: string): Promise<T> {
+  request<T>(method: 'GET' | 'POST' | 'DELETE' | 'PATCH', path: string): Promise<T> {
+    return this.requestJson<T>(method, path, undefined);
+  }
+
+  async requestJson<T>(method: 'GET' | 'POST' | 'DELETE' | 'PATCH', path: string, body: unknown): Promise<T> {
     let reply: Reply;
     try {
-      reply = await send(this.where, method, path, this.key);
+      reply = await send(this.where, method, path, this.key, body);
     } catch (e) {
       throw new CliError(
         'DAEMON_UNREACHABLE',

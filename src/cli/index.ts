@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** `ssmtun <command>`: a thin dispatcher; each command lives in commands/. */
+import { suggest } from '../daemon/config/suggest.js';
 import { VERSION } from './version.js';
 
 const USAGE = `ssmtun ${VERSION} — tunnels to private databases through AWS Session Manager
@@ -8,7 +9,11 @@ usage: ssmtun <command> [options]
 
 commands:
   daemon [--config FILE]     run the tunnel daemon in the foreground
-  status                     list tunnels of the running daemon
+  status [NAME] [--watch]    the running daemon's tunnels (also: ls)
+  open NAME | close NAME     open the tunnel's session now / terminate it
+  add NAME --region ... | rm NAME
+                             add a tunnel at run time (kept across restarts) / remove it
+  reload                     re-read the config file and apply the difference
 
   psql NAME [-- ARGS]        run psql through the tunnel, signed in with a fresh IAM token (TLS verify-full)
   exec NAME -- CMD [ARGS]    run any libpq tool (pg_dump, pgbench, ...) with the tunnel's PG* settings
@@ -23,7 +28,7 @@ commands:
   sim [--json] [--port N]    run the simulated AWS side (SSM API + gateway + agents + RDS) standalone
   help                       this text
 
-Every command takes --help.
+Every command takes --help. Exit codes: 0 ok, 1 failure, 2 usage error, 78 invalid config.
 `;
 
 type Command = (argv: string[]) => Promise<number>;
@@ -33,6 +38,12 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./commands/demo.js')).demoCommand,
   sim: async () => (await import('./commands/sim.js')).simCommand,
   status: async () => (await import('./commands/status.js')).statusCommand,
+  ls: async () => (await import('./commands/status.js')).statusCommand,
+  open: async () => (await import('./commands/tunnels.js')).openCommand,
+  close: async () => (await import('./commands/tunnels.js')).closeCommand,
+  add: async () => (await import('./commands/tunnels.js')).addCommand,
+  rm: async () => (await import('./commands/tunnels.js')).rmCommand,
+  reload: async () => (await import('./commands/tunnels.js')).reloadCommand,
   token: async () => (await import('./commands/token.js')).tokenCommand,
   env: async () => (await import('./commands/token.js')).envCommand,
   url: async () => (await import('./commands/token.js')).urlCommand,
@@ -55,7 +66,16 @@ async function main(argv: string[]): Promise<number> {
   }
   const load = commands[name];
   if (!load) {
-    process.stderr.write(`ssmtun: unknown command ${JSON.stringify(name)}\n\n${USAGE}`);
+    const guess = suggest(name, Object.keys(commands), {
+      remove: 'rm',
+      delete: 'rm',
+      list: 'ls',
+      start: 'open',
+      stop: 'close',
+    });
+    process.stderr.write(
+      `ssmtun: unknown command ${JSON.stringify(name)}${guess ? ` (did you mean ${guess}?)` : ''}\n\n${USAGE}`,
+    );
     return 2;
   }
   try {
