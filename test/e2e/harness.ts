@@ -200,6 +200,21 @@ export async function startDaemonProcess(
     SSMTUN_CONFIG: configFile,
     ...extraEnv,
   };
+  return spawnDaemon(dir, configFile, apiPort, env);
+}
+
+/** A new daemon process on the same config, state dir and port (as after a reboot or a service restart). */
+export async function restartDaemon(d: DaemonProcess): Promise<DaemonProcess> {
+  await d.stop();
+  return spawnDaemon(d.dir, d.configFile, d.apiPort, d.env);
+}
+
+async function spawnDaemon(
+  dir: string,
+  configFile: string,
+  apiPort: number,
+  env: NodeJS.ProcessEnv,
+): Promise<DaemonProcess> {
   const proc = spawnCli(['daemon', '--config', configFile], env);
   const logs: Array<Record<string, unknown>> = [];
   let raw = '';
