@@ -92,7 +92,7 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
     );
     return clientPromise;
   };
-  const fixFor = (e: unknown) => classifyAwsError(e, t.profile);
+  const fixFor = (e: unknown) => classifyAwsError(e, t.profile, { region: t.region, endpoint });
   const credentials = async (): Promise<AwsCredentials> => {
     try {
       return await (await getClient()).config.credentials();
@@ -196,7 +196,12 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
 }
 
 /** Turns SDK and credential-provider failures into errors that say which command fixes them. */
-export function classifyAwsError(e: unknown, profile?: string): TunnelError {
+export function classifyAwsError(
+  e: unknown,
+  profile?: string,
+  where: { region?: string; endpoint?: string } = {},
+): TunnelError {
+  const { region, endpoint } = where;
   if (e instanceof TunnelError) return e;
   const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
   const name = err.name ?? 'Error';
@@ -234,9 +239,17 @@ export function classifyAwsError(e: unknown, profile?: string): TunnelError {
           cause: e,
         },
       );
-    case 'AccessDeniedException':
     case 'UnrecognizedClientException':
     case 'InvalidSignatureException':
+    case 'InvalidClientTokenId':
+    case 'SignatureDoesNotMatch':
+      return new TunnelError(
+        'CREDENTIALS_INVALID',
+        `AWS rejected the credentials${profile ? ` of profile ${profile}` : ''} (${name}): ${message}`,
+        `the access key or secret is wrong or deleted: check them with aws sts get-caller-identity${p}, then fix ~/.aws/credentials or the profile's source`,
+        { cause: e },
+      );
+    case 'AccessDeniedException':
       return new TunnelError(
         'ACCESS_DENIED',
         `${name}: ${message}`,
@@ -254,7 +267,22 @@ export function classifyAwsError(e: unknown, profile?: string): TunnelError {
       return new TunnelError('INVALID_DOCUMENT', `${name}: ${message}`, undefined, { cause: e });
     case 'ThrottlingException':
       return new TunnelError('THROTTLED', `${name}: ${message}`, 'retry in a moment', { cause: e });
-    default:
+    default: {
+      const code = (e as { code?: string }).code ?? '';
+      if (
+        ['ENOTFOUND', 'ECONNREFUSED', 'ETIMEDOUT', 'EAI_AGAIN', 'ECONNRESET', 'EHOSTUNREACH'].includes(
+          code,
+        ) ||
+        name === 'TimeoutError'
+      ) {
+        return new TunnelError(
+          'ENDPOINT_UNREACHABLE',
+          `the SSM endpoint${endpoint ? ` ${endpoint}` : ''}${region ? ` (region ${region})` : ''} cannot be reached: ${code || name}: ${message}`,
+          "check the network and the tunnel's region, endpoint (or AWS_ENDPOINT_URL_SSM) and any HTTPS proxy settings",
+          { cause: e },
+        );
+      }
       return new TunnelError('AWS_ERROR', `${name}: ${message}`, undefined, { cause: e });
+    }
   }
 }

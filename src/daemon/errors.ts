@@ -26,7 +26,9 @@ export type TunnelErrorCode =
   | 'REMOTE_HOST_MISSING'
   | 'TOKEN_FAILED'
   | 'TUNNEL_EXISTS'
-  | 'TUNNEL_FROM_CONFIG';
+  | 'TUNNEL_FROM_CONFIG'
+  | 'CREDENTIALS_INVALID'
+  | 'ENDPOINT_UNREACHABLE';
 
 export class TunnelError extends Error {
   readonly code: TunnelErrorCode;
