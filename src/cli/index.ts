@@ -11,6 +11,9 @@ commands:
   demo [--once]              run the simulator, a database and the daemon locally and show a tunnel
   sim [--json] [--port N]    run the simulated AWS side (SSM API + gateway + agents) standalone
   status                     list tunnels of the running daemon
+  service <install|uninstall|status|logs [-f]|restart> [--dry-run]
+                             run the daemon at login (systemd user unit / LaunchAgent)
+  wait [--timeout 30s]       return 0 once the running daemon is ready, 1 if not within the timeout
   help                       this text
 `;
 
@@ -21,6 +24,8 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./commands/demo.js')).demoCommand,
   sim: async () => (await import('./commands/sim.js')).simCommand,
   status: async () => (await import('./commands/status.js')).statusCommand,
+  service: async () => (await import('./commands/service.js')).serviceCommand,
+  wait: async () => (await import('./commands/wait.js')).waitCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
