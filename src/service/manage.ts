@@ -42,9 +42,17 @@ export async function installPlan(
   opts: { sandbox?: boolean; force?: boolean } = {},
 ): Promise<ServicePlan> {
   const existing = await ownedExisting(ctx, opts.force ?? false);
-  return ctx.platform === 'darwin'
-    ? darwinInstallPlan(ctx, { existing })
-    : linuxInstallPlan(ctx, { sandbox: opts.sandbox ?? true, existing });
+  const plan =
+    ctx.platform === 'darwin'
+      ? darwinInstallPlan(ctx, { existing })
+      : linuxInstallPlan(ctx, { sandbox: opts.sandbox ?? true, existing });
+  if ((await readIfExists(ctx.configPath).catch(() => '')) === undefined) {
+    plan.notes.unshift(
+      `warning: ${ctx.configPath} does not exist yet; the daemon exits 78 (not restarted) until it does. ` +
+        'Write it (docs/config.md), then: ssmtun service restart',
+    );
+  }
+  return plan;
 }
 
 export async function uninstallPlan(

@@ -100,6 +100,7 @@ describe('ssmtun service (Linux, injected)', () => {
     expect(statSync(unitFile).mode & 0o777).toBe(0o644);
     expect(h.calls.map((c) => c.join(' '))).toEqual(planned.commands);
     expect(h.output()).toMatch(/loginctl enable-linger me/);
+    expect(h.output()).toMatch(/cfg\.toml does not exist yet; the daemon exits 78/);
 
     // Twice is harmless: same file, nothing rewritten, no restart.
     const mtime = statSync(unitFile).mtimeMs;

@@ -23,10 +23,12 @@ export async function statusCommand(argv: string[]): Promise<number> {
   }
   for (const t of body.tunnels) {
     const err = t.lastError as { code: string; message: string; fix?: string } | undefined;
+    const retry = t.listenRetry as { attempt: number; nextAt: string } | undefined;
     process.stdout.write(
       `${String(t.name).padEnd(20)} ${String(t.state).padEnd(12)} localhost:${t.localPort} -> ${t.remote}` +
         `${t.mode ? ` [${t.mode}]` : ''} conns=${t.connections}` +
-        `${err ? `\n${' '.repeat(21)}last error ${err.code}: ${err.message}${err.fix ? ` (fix: ${err.fix})` : ''}` : ''}\n`,
+        `${err ? `\n${' '.repeat(21)}last error ${err.code}: ${err.message}${err.fix ? ` (fix: ${err.fix})` : ''}` : ''}` +
+        `${retry ? `\n${' '.repeat(21)}port busy: retry ${retry.attempt} at ${retry.nextAt}` : ''}\n`,
     );
   }
   return 0;
