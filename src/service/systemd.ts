@@ -87,7 +87,9 @@ export function renderUnit(o: UnitOptions): string {
       'ProtectHome=read-only',
       'RuntimeDirectory=ssmtun',
       'StateDirectory=ssmtun',
-      `ReadWritePaths=${unitDir(`-${configDir.startsWith('%h/') ? configDir : configDir.replace(/%/g, '%%')}`)} -%h/.aws/sso/cache -%h/.aws/cli/cache`,
+      // StateDirectory= maps to ~/.config or ~/.local/state depending on the systemd version, so the
+      // XDG state dir is also named (install creates it; `-` tolerates a missing AWS cache).
+      `ReadWritePaths=${unitDir(`-${configDir.startsWith('%h/') ? configDir : configDir.replace(/%/g, '%%')}`)} -%h/.local/state/ssmtun -%h/.aws/sso/cache -%h/.aws/cli/cache`,
     );
   }
   lines.push('', '[Install]', 'WantedBy=default.target', '');
@@ -118,7 +120,8 @@ export function linuxInstallPlan(
   const user = ctx.env.USER ?? ctx.env.LOGNAME ?? '$USER';
   return {
     files: unchanged ? [] : [{ path: file, content, mode: 0o644 }],
-    dirs: [],
+    // The sandbox makes HOME read-only: directories the daemon writes must exist before it starts.
+    dirs: opts.sandbox ? [path.join(ctx.home, '.local', 'state', 'ssmtun')] : [],
     remove: [],
     commands: [
       systemctl('daemon-reload'),

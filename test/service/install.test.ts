@@ -82,6 +82,7 @@ describe('ssmtun service (Linux, injected)', () => {
       `ExecStart=${process.execPath} ${path.join(ROOT, 'src', 'cli', 'index.ts')} daemon --config ${path.join(h.home, 'cfg.toml')}`,
     );
     expect(commands).toEqual([
+      `mkdir -p ${path.join(h.home, '.local', 'state', 'ssmtun')}`,
       'systemctl --user daemon-reload',
       'systemctl --user enable --now ssmtun.service',
     ]);
@@ -98,7 +99,10 @@ describe('ssmtun service (Linux, injected)', () => {
     const unitFile = path.join(h.home, '.config', 'systemd', 'user', 'ssmtun.service');
     expect(`${readFileSync(unitFile, 'utf8')}`).toBe(`${planned.files.get(unitFile)}\n`);
     expect(statSync(unitFile).mode & 0o777).toBe(0o644);
-    expect(h.calls.map((c) => c.join(' '))).toEqual(planned.commands);
+    // mkdir is done by install itself; the rest are the service manager's commands, in order.
+    const [mkdir, ...managerCommands] = planned.commands;
+    expect(existsSync(mkdir.slice('mkdir -p '.length))).toBe(true);
+    expect(h.calls.map((c) => c.join(' '))).toEqual(managerCommands);
     expect(h.output()).toMatch(/loginctl enable-linger me/);
     expect(h.output()).toMatch(/cfg\.toml does not exist yet; the daemon exits 78/);
 
@@ -107,7 +111,7 @@ describe('ssmtun service (Linux, injected)', () => {
     h.reset();
     expect(await h.cli('install')).toBe(0);
     expect(statSync(unitFile).mtimeMs).toBe(mtime);
-    expect(h.calls.map((c) => c.join(' '))).toEqual(planned.commands);
+    expect(h.calls.map((c) => c.join(' '))).toEqual(managerCommands);
 
     // A changed unit (here: no sandbox) is rewritten and the service restarted to pick it up.
     h.reset();
