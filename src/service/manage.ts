@@ -4,6 +4,7 @@
  * `$ <command>`) or carried out, so what a dry run shows is exactly what a real run does.
  */
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { darwinCommands, darwinInstallPlan, darwinUninstallPlan, plistPath } from './launchd.js';
 import { commandLine } from './runner.js';
@@ -46,6 +47,12 @@ export async function installPlan(
     ctx.platform === 'darwin'
       ? darwinInstallPlan(ctx, { existing })
       : linuxInstallPlan(ctx, { sandbox: opts.sandbox ?? true, existing });
+  if (/[/\\]_npx[/\\]/.test(ctx.scriptPath) || ctx.scriptPath.startsWith(`${os.tmpdir()}${path.sep}`)) {
+    plan.notes.unshift(
+      `warning: ${ctx.scriptPath} is in a temporary location (npx cache?) that may vanish; ` +
+        'install the package (npm install -g ./ssmtun-*.tgz) and run its ssmtun service install',
+    );
+  }
   if ((await readIfExists(ctx.configPath).catch(() => '')) === undefined) {
     plan.notes.unshift(
       `warning: ${ctx.configPath} does not exist yet; the daemon exits 78 (not restarted) until it does. ` +

@@ -213,3 +213,30 @@ describe('ssmtun service (macOS, injected)', () => {
     expect(h.calls.map((c) => c.join(' '))).toEqual(['launchctl bootout gui/501/dev.ssmtun.daemon']);
   });
 });
+
+describe('which script the service runs', () => {
+  it('a source checkout runs its compiled dist/cli/index.js, and is refused until built', async () => {
+    const { resolveScript } = await import('../../src/service/paths.js');
+    const root = mkdtempSync(path.join(tmp, 'checkout-'));
+    mkdirSync(path.join(root, 'src', 'cli'), { recursive: true });
+    writeFileSync(path.join(root, 'src', 'cli', 'index.ts'), '');
+    expect(() => resolveScript(path.join(root, 'src', 'cli', 'index.ts'))).toThrow(/no compiled copy/);
+    mkdirSync(path.join(root, 'dist', 'cli'), { recursive: true });
+    writeFileSync(path.join(root, 'dist', 'cli', 'index.js'), '');
+    expect(resolveScript(path.join(root, 'src', 'cli', 'index.ts'))).toBe(
+      path.join(root, 'dist', 'cli', 'index.js'),
+    );
+  });
+
+  it('a bin symlink (npm install -g) resolves to the real script', async () => {
+    const { resolveScript } = await import('../../src/service/paths.js');
+    const { symlinkSync } = await import('node:fs');
+    const prefix = mkdtempSync(path.join(tmp, 'prefix-'));
+    const real = path.join(prefix, 'lib', 'node_modules', 'ssmtun', 'dist', 'cli', 'index.js');
+    mkdirSync(path.dirname(real), { recursive: true });
+    writeFileSync(real, '#!/usr/bin/env node\n');
+    mkdirSync(path.join(prefix, 'bin'));
+    symlinkSync('../lib/node_modules/ssmtun/dist/cli/index.js', path.join(prefix, 'bin', 'ssmtun'));
+    expect(resolveScript(path.join(prefix, 'bin', 'ssmtun'))).toBe(real);
+  });
+});
