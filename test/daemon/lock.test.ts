@@ -4,12 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  AlreadyRunningError,
-  configLockKey,
-  DaemonLock,
-  lockDir,
-} from '../../src/daemon/lock.js';
+import { AlreadyRunningError, configLockKey, DaemonLock, lockDir } from '../../src/daemon/lock.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'ssmtun-lock-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
