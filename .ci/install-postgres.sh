@@ -46,7 +46,12 @@ fi
 
 log "PostgreSQL server/client binaries missing; installing postgres via apt-get."
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update
+# One apt-get update per CI run (.ci/run sets SSMTUN_CI_TMP), shared with install-systemd.sh.
+marker="${SSMTUN_CI_TMP:-}/apt-updated"
+if [[ -z "${SSMTUN_CI_TMP:-}" || ! -f "$marker" ]]; then
+  $SUDO apt-get update
+  [[ -z "${SSMTUN_CI_TMP:-}" ]] || touch "$marker"
+fi
 $SUDO apt-get install -y --no-install-recommends postgresql postgresql-client
 
 # Debian creates and starts a "main" cluster on 5432; the tests make their own, so stop it.

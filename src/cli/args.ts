@@ -50,7 +50,9 @@ export function parseCommand<O extends Options>(argv: string[], options: O, usag
   } catch (e) {
     const message = (e as Error).message;
     const unknown = /Unknown option '(-{1,2}[^']+)'/.exec(message)?.[1];
-    const guess = unknown ? suggest(unknown.replace(/^-+/, ''), [...Object.keys(options), 'help']) : undefined;
+    const guess = unknown
+      ? suggest(unknown.replace(/^-+/, ''), [...Object.keys(options), 'help'])
+      : undefined;
     const text = unknown ? `unknown option ${unknown}` : message;
     throw new UsageError(guess ? `${text} (did you mean --${guess}?)` : text, usage);
   }

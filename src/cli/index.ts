@@ -26,6 +26,11 @@ commands:
 
   demo [--once]              run the simulator, a database and the daemon locally and show a tunnel
   sim [--json] [--port N]    run the simulated AWS side (SSM API + gateway + agents + RDS) standalone
+
+  service <install|uninstall|status|logs [-f]|restart> [--dry-run]
+                             run the daemon at login (systemd user unit / LaunchAgent)
+  logs [-f]                  the daemon's logs, where the service manager keeps them
+  wait [--timeout 30s]       return 0 once the running daemon is ready, 1 if not within the timeout
   help                       this text
 
 Every command takes --help. Exit codes: 0 ok, 1 failure, 2 usage error, 78 invalid config.
@@ -52,6 +57,12 @@ const commands: Record<string, () => Promise<Command>> = {
   mysql: async () => (await import('./commands/run.js')).mysqlCommand,
   pgpass: async () => (await import('./commands/pgfiles.js')).pgpassCommand,
   pgservice: async () => (await import('./commands/pgfiles.js')).pgserviceCommand,
+  service: async () => (await import('./commands/service.js')).serviceCommand,
+  wait: async () => (await import('./commands/wait.js')).waitCommand,
+  logs: async () => {
+    const { serviceCommand } = await import('./commands/service.js');
+    return (argv: string[]) => serviceCommand(['logs', ...argv]);
+  },
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -25,6 +25,8 @@ export interface StatusRow {
   reconnects: number;
   sessionsStarted: number;
   lastError?: { code: string; message: string; fix?: string; at: string };
+  /** The local port was busy; the daemon tries again. */
+  listenRetry?: { attempt: number; nextAt: string };
 }
 
 export function bytes(n: number): string {
@@ -108,6 +110,8 @@ export function formatStatus(rows: StatusRow[], colour = false): string {
       `  target ${t.target}${via}, ${t.sessionsStarted} sessions started${t.origin === 'api' ? ', added over the API' : ''}`,
     );
     if (t.note) out.push(`  ${t.note}`);
+    if (t.listenRetry)
+      out.push(`  local port busy: retry ${t.listenRetry.attempt} at ${t.listenRetry.nextAt}`);
     if (t.lastError) {
       out.push(`  last error ${t.lastError.code} at ${t.lastError.at}: ${t.lastError.message}`);
       if (t.lastError.fix) out.push(`    fix: ${t.lastError.fix}`);

@@ -1,8 +1,10 @@
 /**
- * pino JSON to stdout (the service manager keeps it); pretty only when a human runs it on a TTY.
- * Secrets are redacted by path: session tokens, stream-URL tokens, signatures and RDS auth tokens.
+ * pino JSON to stdout (the service manager keeps it); a human-readable format of ssmtun's own
+ * (log-format.ts) only when a human runs it on a TTY. Secrets are redacted by path: session tokens,
+ * stream-URL tokens, signatures and RDS auth tokens.
  */
 import pino, { type Logger } from 'pino';
+import { prettyDestination } from './log-format.js';
 
 export const REDACT_PATHS = [
   'token',
@@ -38,13 +40,24 @@ export function createLogger(
     base: { pid: process.pid },
   };
   if (opts.destination) return pino(base, opts.destination);
-  const pretty = opts.pretty ?? (process.stdout.isTTY && !process.env.CI);
-  if (pretty) {
-    try {
-      return pino({ ...base, transport: { target: 'pino-pretty', options: { colorize: true } } });
-    } catch {
-      // pino-pretty is a dev dependency; plain JSON is always fine.
-    }
-  }
+  const pretty =
+    opts.pretty ?? (process.stdout.isTTY && !process.env.CI && process.env.SSMTUN_LOG_FORMAT !== 'json');
+  if (pretty) return pino(base, prettyDestination());
   return pino(base);
+}
+
+/**
+ * Process warnings (the AWS SDK's multi-line Node version notice, deprecations) become one log
+ * record each instead of free text on stderr in the middle of the JSON stream. Node's own printer is
+ * a 'warning' listener; it is replaced, not joined.
+ */
+export function routeProcessWarnings(logger: Logger): void {
+  process.removeAllListeners('warning');
+  process.on('warning', (w: Error & { code?: string }) => {
+    const lines = w.message.split('\n').filter((l) => l.trim());
+    logger.warn(
+      { warning: w.name, code: w.code, detail: lines.slice(1).join(' ') || undefined },
+      lines[0] ?? w.name,
+    );
+  });
 }

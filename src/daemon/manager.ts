@@ -1,11 +1,16 @@
 /**
  * All tunnels of one daemon. Each tunnel fails alone: a bad port, bad credentials or a dead session
  * in one never touches another. The API reads the daemon only through this class.
+ *
+ * `reconcile` is the reload (SIGHUP, and the API's reload): it applies only the difference between
+ * the running config tunnels and a new list, so tunnels whose config did not change keep their
+ * sessions and open connections.
  */
 import type { Logger } from 'pino';
 import { type AwsCredentials, type AwsTarget, createSsmGateway, type SsmGateway } from './aws.js';
-import type { TunnelConfig } from './config.js';
+import { ConfigError, type ConfigIssue, type TunnelConfig } from './config.js';
 import { TunnelError } from './errors.js';
+import { ListenRetries } from './listen-retry.js';
 import { Tunnel, type TunnelDeps, type TunnelStatus } from './tunnel.js';
 
 export interface ManagerOptions {
@@ -13,15 +18,35 @@ export interface ManagerOptions {
   /** Defaults to the real SDK; tests and the demo pass the same (the simulator is just an endpoint). */
   gatewayFactory?: (t: AwsTarget) => SsmGateway;
   session?: TunnelDeps['session'];
+  /** First back-off step when a local port is busy (doubles up to 30 s). */
+  listenRetryMs?: number;
+}
+
+export interface ReconcileResult {
+  added: string[];
+  removed: string[];
+  changed: string[];
+  unchanged: string[];
+}
+
+/** Two configs are the same tunnel if everything but where they were written is equal. */
+function sameConfig(a: TunnelConfig, b: TunnelConfig): boolean {
+  const strip = ({ source: _source, ...rest }: TunnelConfig) => JSON.stringify(rest);
+  return strip(a) === strip(b);
 }
 
 export class TunnelManager {
   private readonly tunnels = new Map<string, Tunnel>();
   private readonly gateways = new Map<string, SsmGateway>();
+  /** Names of the tunnels that came from the config file (the rest were made through the API). */
+  private readonly fromConfig = new Set<string>();
+  private readonly retries: ListenRetries;
+  private reconciling: Promise<unknown> = Promise.resolve();
   private readonly log: Logger;
 
   constructor(private readonly opts: ManagerOptions) {
     this.log = opts.logger;
+    this.retries = new ListenRetries(opts.listenRetryMs);
   }
 
   /** One SSM client per profile/region/endpoint, shared by the tunnels that use it. */
@@ -48,7 +73,9 @@ export class TunnelManager {
     return [...this.tunnels.values()].map((t) => t.config);
   }
 
+  /** Starts the config file's tunnels. */
   async start(configs: TunnelConfig[]): Promise<void> {
+    for (const c of configs) this.fromConfig.add(c.name);
     await Promise.all(configs.map((c) => this.add(c)));
   }
 
@@ -71,13 +98,72 @@ export class TunnelManager {
     });
     this.tunnels.set(config.name, tunnel);
     await tunnel.start();
+    this.retries.watch(tunnel);
     return tunnel.status();
   }
 
   async remove(name: string): Promise<void> {
     const t = this.require(name);
     this.tunnels.delete(name);
+    this.fromConfig.delete(name);
+    this.retries.cancel(t);
     await t.stop();
+  }
+
+  /**
+   * Applies a new list of config tunnels: added ones start, removed ones terminate their session and
+   * stop, changed ones restart, unchanged ones are not touched. A list that clashes with a tunnel made
+   * through the API is refused as a whole (ConfigError) and nothing changes. Calls are serialised.
+   */
+  reconcile(configs: TunnelConfig[]): Promise<ReconcileResult> {
+    const run = this.reconciling.then(() => this.reconcileNow(configs));
+    this.reconciling = run.catch(() => {});
+    return run;
+  }
+
+  private async reconcileNow(configs: TunnelConfig[]): Promise<ReconcileResult> {
+    const wanted = new Map(configs.map((c) => [c.name, c]));
+    const issues: ConfigIssue[] = [];
+    for (const c of configs) {
+      for (const t of this.tunnels.values()) {
+        if (this.fromConfig.has(t.config.name)) continue;
+        const fix = `rename it, or remove the API tunnel first: ssmtun rm ${t.config.name}`;
+        if (t.config.name === c.name) {
+          issues.push({ ...c.source, message: `a tunnel named ${c.name} was made through the API`, fix });
+        } else if (t.config.localPort === c.localPort) {
+          issues.push({
+            ...c.source,
+            message: `local_port ${c.localPort} of ${c.name} is used by the API tunnel ${t.config.name}`,
+            fix: `pick another local_port, or ${fix}`,
+          });
+        }
+      }
+    }
+    if (issues.length > 0) throw new ConfigError(issues);
+
+    const result: ReconcileResult = { added: [], removed: [], changed: [], unchanged: [] };
+    for (const name of this.fromConfig) {
+      const next = wanted.get(name);
+      const current = this.tunnels.get(name);
+      if (!next || !current) result.removed.push(name);
+      else if (sameConfig(current.config, next)) result.unchanged.push(name);
+      else result.changed.push(name);
+    }
+    for (const name of wanted.keys()) if (!this.fromConfig.has(name)) result.added.push(name);
+
+    // Stop first, so a port handed from one tunnel to another is free when the new one binds.
+    await Promise.all([...result.removed, ...result.changed].map((n) => this.remove(n).catch(() => {})));
+    const starting = [...result.changed, ...result.added].map((n) => wanted.get(n)!);
+    for (const c of starting) this.fromConfig.add(c.name);
+    await Promise.all(
+      starting.map((c) =>
+        this.add(c).catch((e: Error) =>
+          this.log.error({ tunnel: c.name, err: e.message }, 'tunnel not started'),
+        ),
+      ),
+    );
+    this.log.info(result, 'config reloaded');
+    return result;
   }
 
   get(name: string): Tunnel | undefined {
@@ -114,6 +200,7 @@ export class TunnelManager {
 
   /** Terminates every session and closes every listener, in parallel (shutdown must take < 2 s). */
   async stop(): Promise<void> {
+    this.retries.cancelAll();
     await Promise.all([...this.tunnels.values()].map((t) => t.stop().catch(() => {})));
     for (const g of this.gateways.values()) g.destroy();
     this.gateways.clear();

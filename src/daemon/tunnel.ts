@@ -38,6 +38,8 @@ export interface TunnelStatus {
   sessionsStarted: number;
   openedAt?: string;
   lastError?: { code: string; message: string; fix?: string; at: string };
+  /** Set by the manager while a busy port is retried with back-off. */
+  listenRetry?: { attempt: number; nextAt: string };
 }
 
 export interface TunnelDeps {
@@ -69,6 +71,7 @@ interface Conn {
 
 export class Tunnel {
   readonly config: TunnelConfig;
+  listenRetry: TunnelStatus['listenRetry'];
   private readonly log: Logger;
   private servers: net.Server[] = [];
   private listening: string[] = [];
@@ -96,6 +99,7 @@ export class Tunnel {
 
   /** Binds every configured address. A bind failure is this tunnel's error, never another's. */
   async start(): Promise<void> {
+    if (this.stopped) return;
     const errors: string[] = [];
     for (const host of this.config.bind) {
       try {
@@ -124,6 +128,7 @@ export class Tunnel {
       );
       return;
     }
+    this.state = 'listening';
     this.log.info({ port: this.config.localPort, bind: this.listening }, 'listening');
     if (!this.config.lazy) void this.ensureSession().catch(() => {});
   }
@@ -404,13 +409,15 @@ export class Tunnel {
     this.stopped = true;
     this.clearIdle();
     if (this.reopenTimer) clearTimeout(this.reopenTimer);
-    await this.closeServers();
+    // server.close() waits for open connections, so it must not be awaited before they are closed.
+    const closing = this.closeServers();
     for (const conn of this.waiting) conn.socket.destroy();
     this.waiting = [];
     await this.closeSession();
     if (this.opening) await this.opening.catch(() => {});
     for (const conn of this.byId.values()) conn.socket.destroy();
     this.byId.clear();
+    await closing;
     this.state = 'stopped';
   }
 
@@ -452,6 +459,7 @@ export class Tunnel {
       sessionsStarted: this.counters.sessions,
       openedAt: s ? this.openedAt : undefined,
       lastError: this.lastError,
+      listenRetry: this.listenRetry,
     };
   }
 }

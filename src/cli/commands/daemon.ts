@@ -1,41 +1,75 @@
 /**
- * `ssmtun daemon`: the composition root. Loads the config, builds the tunnel manager and the API,
- * and wires signals: SIGTERM/SIGINT terminate every session and exit 0 within 2 s.
+ * `ssmtun daemon`: the composition root. Loads the config, builds the tunnel manager, the token
+ * service, the runtime tunnels, the event hub and the API (TCP on both loopbacks + the unix socket),
+ * and wires signals. Exit codes are for service managers (systemd Restart=on-failure, launchd
+ * KeepAlive SuccessfulExit=false):
+ *   0   stopped by SIGTERM/SIGINT (every session terminated, within 2 s)
+ *   1   could not run: another daemon serves this config or API port (its pid is logged), the API
+ *       port is taken, the API key file is unsafe, or no tunnel could listen
+ *   2   bad command line
+ *   78  the config is invalid (EX_CONFIG; restarting would only repeat it)
+ * SIGHUP (and POST /reload) re-reads the config and applies only the difference; it never stops the daemon.
  */
-import { parseArgs } from 'node:util';
 import { ApiKeyError, loadOrCreateApiKey } from '../../api/auth.js';
 import { ApiListenError, listenLoopback } from '../../api/listen.js';
 import { buildApi } from '../../api/server.js';
 import { listenUnix } from '../../api/unix-socket.js';
 import { ConfigError, defaultConfigPath, loadConfig } from '../../daemon/config.js';
 import { EventHub } from '../../daemon/events.js';
-import { createLogger } from '../../daemon/logger.js';
+import { AlreadyRunningError, apiLockKey, configLockKey, DaemonLock } from '../../daemon/lock.js';
+import { createLogger, routeProcessWarnings } from '../../daemon/logger.js';
+import type { ReconcileResult } from '../../daemon/manager.js';
 import { TunnelManager } from '../../daemon/manager.js';
 import { apiKeyFile, apiSocketPath } from '../../daemon/paths.js';
 import { PgpassKeeper } from '../../daemon/pgpass-keeper.js';
+import { reloadConfig } from '../../daemon/reload.js';
 import { RuntimeTunnels } from '../../daemon/runtime-tunnels.js';
 import { defaultStateFile } from '../../daemon/state.js';
 import { TokenService } from '../../daemon/tokens.js';
+import { CLIENT_OPTIONS, parseCommand } from '../args.js';
 import { VERSION } from '../version.js';
+import { usage } from './token.js';
 
 const SHUTDOWN_BUDGET_MS = 1800;
 
+const USAGE = `usage: ssmtun daemon [--config FILE] [--api-port N] [--no-api]
+
+Runs the tunnel daemon in the foreground (a service manager runs it the same way: ssmtun service install).
+Logs are JSON lines on stdout (readable text on a terminal).
+  -c, --config FILE   config file (default: $SSMTUN_CONFIG or ~/.config/ssmtun/config.toml)
+      --api-port N    API port instead of [daemon] api_port (default 7711)
+      --no-api        no local API (and no ssmtun status / psql / token)
+Signals: SIGTERM/SIGINT terminate every session and exit 0; SIGHUP reloads the config.
+Exit codes: 0 stopped, 1 could not run (another daemon, port taken, no tunnel could listen),
+2 usage, 78 invalid config.
+`;
+
 export async function daemonCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      config: { type: 'string', short: 'c' },
-      'api-port': { type: 'string' },
-      'no-api': { type: 'boolean' },
-    },
-  });
-  const file = values.config ?? defaultConfigPath();
+  const { values, positionals, help } = parseCommand(
+    argv,
+    { ...CLIENT_OPTIONS, 'no-api': { type: 'boolean' } },
+    USAGE,
+  );
+  if (help) return usage(USAGE);
+  if (positionals.length > 0) {
+    process.stderr.write(`ssmtun daemon: unexpected ${positionals.join(' ')}\n\n${USAGE}`);
+    return 2;
+  }
+  // Before anything slow: a SIGHUP while starting must not kill the daemon (Node's default would).
+  let reloadRequested = false;
+  let onHup = () => {
+    reloadRequested = true;
+  };
+  const hup = () => onHup();
+  process.on('SIGHUP', hup);
+
   if (values['api-port'] !== undefined && !/^\d{1,5}$/.test(values['api-port'])) {
     process.stderr.write(
       `ssmtun daemon: --api-port must be a port number, not ${JSON.stringify(values['api-port'])}\n`,
     );
     return 2;
   }
+  const file = values.config ?? defaultConfigPath();
   let config: Awaited<ReturnType<typeof loadConfig>>;
   try {
     config = await loadConfig(file);
@@ -46,7 +80,30 @@ export async function daemonCommand(argv: string[]): Promise<number> {
     }
     throw e;
   }
+  const apiPort = values['api-port'] ? Number(values['api-port']) : config.apiPort;
+  if (apiPort < 1 || apiPort > 65535) {
+    process.stderr.write(`ssmtun daemon: --api-port must be between 1 and 65535, not ${apiPort}\n`);
+    return 2;
+  }
   const logger = createLogger({ level: process.env.SSMTUN_LOG_LEVEL ?? config.logLevel });
+  routeProcessWarnings(logger);
+
+  const lock = new DaemonLock();
+  try {
+    lock.acquire([
+      { key: configLockKey(file), what: `the config ${file}` },
+      ...(values['no-api'] ? [] : [{ key: apiLockKey(apiPort), what: `API port ${apiPort}` }]),
+    ]);
+  } catch (e) {
+    if (e instanceof AlreadyRunningError) {
+      logger.error({ code: e.code, pid: e.pid, fix: e.fix }, e.message);
+      return 1;
+    }
+    throw e;
+  }
+  const release = () => lock.release();
+  process.once('exit', release);
+
   const keyFile = apiKeyFile();
   let apiKey: string | undefined;
   if (!values['no-api']) {
@@ -54,30 +111,68 @@ export async function daemonCommand(argv: string[]): Promise<number> {
       apiKey = loadOrCreateApiKey(keyFile);
     } catch (e) {
       if (!(e instanceof ApiKeyError)) throw e;
-      process.stderr.write(`ssmtun: ${e.message}\n  fix: ${e.fix}\n`);
+      logger.error({ code: e.code, fix: e.fix }, e.message);
+      release();
       return 1;
     }
   }
-  const apiPort = values['api-port'] ? Number(values['api-port']) : config.apiPort;
-  if (apiPort < 1 || apiPort > 65535) {
-    process.stderr.write(`ssmtun daemon: --api-port must be between 1 and 65535, not ${apiPort}\n`);
-    return 2;
-  }
+
   const manager = new TunnelManager({ logger });
   const tokens = new TokenService({ credentials: (t) => manager.credentials(t), logger });
   const events = new EventHub(manager);
   const runtime = new RuntimeTunnels(manager, { stateFile: defaultStateFile(), apiPort, logger });
-  let started = false;
-  await manager.start(config.tunnels);
-  await runtime.load();
-  events.start();
+  const keeper =
+    config.pgpass || config.pgservice
+      ? new PgpassKeeper({
+          tunnels: () => manager.configs(),
+          tokens,
+          pgpassFile: config.pgpass,
+          pgserviceFile: config.pgservice,
+          logger,
+        })
+      : undefined;
 
+  // Reloads run one after another; a burst of SIGHUPs collapses into at most one pending reload.
+  let reloading: Promise<ReconcileResult> | undefined;
+  const reload = async (): Promise<ReconcileResult> => {
+    while (reloading) await reloading.catch(() => {});
+    logger.info({ config: file }, 'reloading config');
+    reloading = reloadConfig(manager, file, logger, { apiPort: config.apiPort });
+    try {
+      const r = await reloading;
+      for (const name of [...r.removed, ...r.changed]) tokens.forget(name);
+      events.publish({
+        type: 'reload',
+        at: new Date().toISOString(),
+        added: r.added,
+        removed: r.removed,
+        changed: r.changed,
+      });
+      void keeper?.refresh();
+      return r;
+    } catch (e) {
+      events.publish({
+        type: 'reload',
+        at: new Date().toISOString(),
+        added: [],
+        removed: [],
+        changed: [],
+        error: (e as Error).message,
+      });
+      throw e;
+    } finally {
+      reloading = undefined;
+    }
+  };
+
+  let started = false;
   const socketPath = apiSocketPath();
   const apiDeps = {
     manager,
     tokens,
     runtime,
     events,
+    reload,
     started: () => started,
     logger,
     version: VERSION,
@@ -89,48 +184,83 @@ export async function daemonCommand(argv: string[]): Promise<number> {
   const api = values['no-api'] ? undefined : buildApi(apiDeps);
   const unixApi = values['no-api'] ? undefined : buildApi({ ...apiDeps, trusted: true });
   let closeV6: (() => Promise<void>) | undefined;
-  if (api) {
-    try {
-      closeV6 = await listenLoopback(api, apiPort);
-    } catch (e) {
-      if (!(e instanceof ApiListenError)) throw e;
-      const holder = e.errno === 'EADDRINUSE' ? await ssmtunHolder(apiPort) : undefined;
-      logger.error(
-        { err: e.message, fix: holder ? `stop it first: kill ${holder}` : e.fix, port: apiPort },
-        holder
-          ? `another ssmtun daemon (pid ${holder}) already serves port ${apiPort}`
-          : 'the API could not listen',
-      );
-      await Promise.all([manager.stop(), api.close()]);
-      events.stop();
+  const stopAll = () =>
+    Promise.all([manager.stop(), api?.close(), closeV6?.(), unixApi?.close(), keeper?.stop()]).finally(() => {
       tokens.stop();
-      return 1;
+      events.stop();
+    });
+  const fail = async (code: number) => {
+    await stopAll();
+    release();
+    return code;
+  };
+  try {
+    await manager.start(config.tunnels);
+    await runtime.load();
+    events.start();
+    const tunnels = manager.list();
+    if (tunnels.length > 0 && tunnels.every((t) => t.listening.length === 0)) {
+      logger.error(
+        {
+          tunnels: tunnels.map((t) => ({ name: t.name, error: t.lastError?.message, fix: t.lastError?.fix })),
+        },
+        'no tunnel could listen; exiting 1 so the service manager retries later',
+      );
+      return await fail(1);
     }
-  }
-  if (unixApi) {
-    try {
-      await listenUnix(unixApi, socketPath);
-    } catch (e) {
-      const err = e as Error & { fix?: string };
-      logger.error({ err: err.message, fix: err.fix, socketPath }, 'API unix socket could not listen');
+    if (api) {
+      try {
+        closeV6 = await listenLoopback(api, apiPort);
+      } catch (e) {
+        if (!(e instanceof ApiListenError)) throw e;
+        const holder = e.errno === 'EADDRINUSE' ? await ssmtunHolder(apiPort) : undefined;
+        logger.error(
+          {
+            err: e.message,
+            port: apiPort,
+            fix: holder
+              ? `stop it first: kill ${holder}`
+              : `free port ${apiPort} or set [daemon] api_port in ${file} (or pass --api-port)`,
+          },
+          holder
+            ? `another ssmtun daemon (pid ${holder}) already serves port ${apiPort}`
+            : 'API could not listen',
+        );
+        return await fail(1);
+      }
     }
+    if (unixApi) {
+      try {
+        await listenUnix(unixApi, socketPath);
+      } catch (e) {
+        const err = e as Error & { fix?: string };
+        logger.error({ err: err.message, fix: err.fix, socketPath }, 'API unix socket could not listen');
+      }
+    }
+    await keeper?.start();
+  } catch (e) {
+    await fail(1);
+    throw e;
   }
-  const keeper =
-    config.pgpass || config.pgservice
-      ? new PgpassKeeper({
-          tunnels: () => manager.configs(),
-          tokens,
-          pgpassFile: config.pgpass,
-          pgserviceFile: config.pgservice,
-          logger,
-        })
-      : undefined;
-  await keeper?.start();
   started = true;
   logger.info(
-    { config: file, tunnels: manager.list().length, apiPort, socketPath, pgpass: config.pgpass },
+    {
+      config: file,
+      tunnels: manager.list().length,
+      apiPort,
+      socketPath,
+      pgpass: config.pgpass,
+      version: VERSION,
+    },
     'ssmtun daemon ready',
   );
+
+  onHup = () => {
+    logger.info({ signal: 'SIGHUP' }, 'SIGHUP: reload');
+    // Refused or failed reloads are logged by reloadConfig; the running set stays.
+    void reload().catch(() => {});
+  };
+  if (reloadRequested) onHup();
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -138,15 +268,13 @@ export async function daemonCommand(argv: string[]): Promise<number> {
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, 'shutting down');
-      const force = setTimeout(() => resolve(0), SHUTDOWN_BUDGET_MS);
-      tokens.stop();
-      events.stop();
-      void Promise.all([manager.stop(), api?.close(), closeV6?.(), unixApi?.close(), keeper?.stop()]).finally(
-        () => {
-          clearTimeout(force);
-          resolve(0);
-        },
-      );
+      const done = () => {
+        clearTimeout(force);
+        release();
+        resolve(0);
+      };
+      const force = setTimeout(done, SHUTDOWN_BUDGET_MS);
+      void stopAll().finally(done);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
