@@ -95,3 +95,88 @@ export function defaultPgpassPath(env: NodeJS.ProcessEnv = process.env): string 
 export function defaultPgServicePath(env: NodeJS.ProcessEnv = process.env): string {
   return env.PGSERVICEFILE || path.join(os.homedir(), '.pg_service.conf');
 }
+
+export const AUTH_MODES = ['none', 'iam'] as const;
+export type AuthMode = (typeof AUTH_MODES)[number];
+
+/**
+ * `auth = "iam"` makes the local port a PostgreSQL front that signs in with IAM tokens, so it needs
+ * what a token is signed for (db_user, remote_host) and the PostgreSQL wire protocol.
+ */
+export function checkAuth(
+  s: Section,
+  engine: string | undefined,
+  dbUser: string | undefined,
+  remoteHost: string | undefined,
+): AuthMode | undefined {
+  const auth = s.string('auth', 'iam', true);
+  if (!s.has('auth')) return 'none';
+  if (auth === undefined) return undefined;
+  if (!(AUTH_MODES as readonly string[]).includes(auth)) {
+    const guess = suggest(auth.toLowerCase(), AUTH_MODES, {
+      rdsiam: 'iam',
+      aws: 'iam',
+      token: 'iam',
+      off: 'none',
+      plain: 'none',
+      tcp: 'none',
+    });
+    s.report(
+      'auth',
+      `auth ${JSON.stringify(auth)} in ${s.where} is not an auth mode`,
+      `${guess ? `Did you mean ${s.ex('auth', guess)}? ` : ''}Use ${s.ex('auth', 'iam')} (the local port signs in to RDS with IAM tokens) or ${s.ex('auth', 'none')} (plain TCP forwarding).`,
+    );
+    return undefined;
+  }
+  if (auth === 'none') return 'none';
+  let ok = true;
+  if (engine !== undefined && engine !== 'postgres') {
+    s.report(
+      'auth',
+      `auth = "iam" in ${s.where} needs engine = "postgres", not ${JSON.stringify(engine)}`,
+      `Remove auth (MySQL clients get their tokens from ssmtun token), or set ${s.ex('engine', 'postgres')}.`,
+    );
+    ok = false;
+  }
+  if (dbUser === undefined && !s.has('db_user')) {
+    s.report(
+      'auth',
+      `auth = "iam" in ${s.where} needs db_user, the database user the IAM tokens are signed for`,
+      `Add ${s.ex('db_user', 'app_readonly')} (a role with GRANT rds_iam).`,
+    );
+    ok = false;
+  }
+  if (remoteHost === undefined && !s.has('remote_host')) {
+    s.report(
+      'auth',
+      `auth = "iam" in ${s.where} needs remote_host, the RDS endpoint name tokens and certificates are checked against`,
+      `Add ${s.ex('remote_host', 'orders.cluster-abc.eu-west-1.rds.amazonaws.com')}.`,
+    );
+    ok = false;
+  }
+  return ok ? 'iam' : undefined;
+}
+
+/** Extra database users the IAM front lets in besides db_user (each gets its own token). */
+export function checkDbUsers(s: Section): string[] | undefined {
+  const v = s.get('db_users');
+  if (v === undefined) return undefined;
+  const sample = ['app_readonly', 'app_admin'];
+  if (typeof v === 'string') {
+    s.report(
+      'db_users',
+      `db_users in ${s.where} must be an array of strings, not a string`,
+      `Write ${s.ex('db_users', v.trim() ? [v.trim()] : sample)}.`,
+    );
+    return undefined;
+  }
+  if (!Array.isArray(v) || v.some((u) => typeof u !== 'string' || u.trim() === '' || u.includes('\0'))) {
+    s.report(
+      'db_users',
+      `db_users in ${s.where} must be an array of non-empty strings`,
+      `Write e.g. ${s.ex('db_users', sample)}.`,
+    );
+    return undefined;
+  }
+  return [...new Set(v as string[])];
+}

@@ -17,6 +17,9 @@ export const TUNNEL_KEYS = [
   'lazy',
   'ca_bundle',
   'sslmode',
+  'auth',
+  'db_users',
+  'allow_other_users',
 ] as const;
 export const DAEMON_KEYS = ['api_port', 'log_level', 'pgpass', 'pgservice'] as const;
 export const TOP_KEYS = ['daemon', 'tunnels'] as const;
@@ -54,6 +57,14 @@ export const TUNNEL_ALIASES: Record<string, string> = {
   sslrootcert: 'ca_bundle',
   ssl: 'sslmode',
   tls: 'sslmode',
+  authentication: 'auth',
+  authmode: 'auth',
+  iam: 'auth',
+  users: 'db_users',
+  dbuserlist: 'db_users',
+  allowedusers: 'db_users',
+  allowotheruser: 'allow_other_users',
+  allowusers: 'allow_other_users',
 };
 export const DAEMON_ALIASES: Record<string, string> = {
   port: 'api_port',

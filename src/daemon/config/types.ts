@@ -28,6 +28,12 @@ export interface TunnelConfig {
   caBundle?: string;
   /** libpq sslmode handed to clients (env, url, pgservice). */
   sslmode: 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+  /** "iam": the local port is a PostgreSQL front that signs in with IAM tokens; undefined = "none" (plain forwarding). */
+  auth?: 'none' | 'iam';
+  /** Users the IAM front lets in besides dbUser. */
+  dbUsers?: string[];
+  /** true: local connections from other OS users are accepted; undefined = refused (Linux). */
+  allowOtherUsers?: boolean;
   /** 0 = never */
   idleTimeoutMs: number;
   endpoint?: string;

@@ -1,7 +1,9 @@
 /** Validation of the parsed document: the top level, [daemon], the [tunnels.NAME] tables and the ports they share. */
 
 import {
+  checkAuth,
   checkCaBundle,
+  checkDbUsers,
   checkManagedFile,
   checkSslmode,
   defaultPgpassPath,
@@ -297,6 +299,9 @@ function checkTunnel(ctx: Ctx, name: string, raw: unknown): { config?: TunnelCon
   const lazy = s.bool('lazy') ?? true;
   const caBundle = checkCaBundle(s);
   const sslmode = checkSslmode(s);
+  const auth = checkAuth(s, engine, dbUser, remoteHost);
+  const dbUsers = checkDbUsers(s);
+  const allowOtherUsers = s.bool('allow_other_users') ?? false;
 
   if (
     ctx.issues.length > before ||
@@ -307,7 +312,8 @@ function checkTunnel(ctx: Ctx, name: string, raw: unknown): { config?: TunnelCon
     engine === undefined ||
     bind === undefined ||
     idleTimeoutMs === undefined ||
-    sslmode === undefined
+    sslmode === undefined ||
+    auth === undefined
   ) {
     return { localPort };
   }
@@ -330,6 +336,10 @@ function checkTunnel(ctx: Ctx, name: string, raw: unknown): { config?: TunnelCon
     engine,
     ...(caBundle !== undefined && { caBundle }),
     sslmode,
+    // Only non-defaults are set, so configs written before these keys compare equal.
+    ...(auth === 'iam' && { auth }),
+    ...(dbUsers !== undefined && { dbUsers }),
+    ...(allowOtherUsers && { allowOtherUsers }),
     idleTimeoutMs,
     ...(endpoint !== undefined && { endpoint }),
     lazy,
