@@ -83,6 +83,7 @@ describe('ssmtun service (Linux, injected)', () => {
     );
     expect(commands).toEqual([
       `mkdir -p ${path.join(h.home, '.local', 'state', 'ssmtun')}`,
+      `mkdir -p ${path.join(h.home, '.cache', 'ssmtun')}`,
       'systemctl --user daemon-reload',
       'systemctl --user enable --now ssmtun.service',
     ]);
@@ -100,8 +101,10 @@ describe('ssmtun service (Linux, injected)', () => {
     expect(`${readFileSync(unitFile, 'utf8')}`).toBe(`${planned.files.get(unitFile)}\n`);
     expect(statSync(unitFile).mode & 0o777).toBe(0o644);
     // mkdir is done by install itself; the rest are the service manager's commands, in order.
-    const [mkdir, ...managerCommands] = planned.commands;
-    expect(existsSync(mkdir.slice('mkdir -p '.length))).toBe(true);
+    const mkdirs = planned.commands.filter((c) => c.startsWith('mkdir -p '));
+    const managerCommands = planned.commands.filter((c) => !c.startsWith('mkdir -p '));
+    expect(mkdirs).toHaveLength(2);
+    for (const m of mkdirs) expect(existsSync(m.slice('mkdir -p '.length))).toBe(true);
     expect(h.calls.map((c) => c.join(' '))).toEqual(managerCommands);
     expect(h.output()).toMatch(/loginctl enable-linger me/);
     expect(h.output()).toMatch(/cfg\.toml does not exist yet; the daemon exits 78/);
