@@ -75,7 +75,8 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
         .send({ code: 'BAD_REQUEST', message: err.message });
     },
   }) as unknown as FastifyInstance;
-  // Malformed HTTP never reaches a route: answer it in the same JSON shape.
+  // Malformed HTTP never reaches a route: answer it in the same JSON shape (instead of fastify's own).
+  app.server.removeAllListeners('clientError');
   app.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (!socket.writable) return socket.destroy();
     const status =

@@ -14,6 +14,7 @@ commands:
   add NAME --region ... | rm NAME
                              add a tunnel at run time (kept across restarts) / remove it
   reload                     re-read the config file and apply the difference
+  doctor                     check config, credentials, daemon, API key and targets, with fixes
 
   psql NAME [-- ARGS]        run psql through the tunnel, signed in with a fresh IAM token (TLS verify-full)
   exec NAME -- CMD [ARGS]    run any libpq tool (pg_dump, pgbench, ...) with the tunnel's PG* settings
@@ -49,6 +50,7 @@ const commands: Record<string, () => Promise<Command>> = {
   add: async () => (await import('./commands/tunnels.js')).addCommand,
   rm: async () => (await import('./commands/tunnels.js')).rmCommand,
   reload: async () => (await import('./commands/tunnels.js')).reloadCommand,
+  doctor: async () => (await import('./commands/doctor.js')).doctorCommand,
   token: async () => (await import('./commands/token.js')).tokenCommand,
   env: async () => (await import('./commands/token.js')).envCommand,
   url: async () => (await import('./commands/token.js')).urlCommand,

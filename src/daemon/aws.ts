@@ -43,6 +43,8 @@ export interface SsmGateway {
   terminateSession(sessionId: string): Promise<void>;
   /** Online instance ids carrying tag key=value. */
   findInstancesByTag(key: string, value: string): Promise<string[]>;
+  /** What SSM knows of one managed instance (undefined: not registered with SSM in this region). */
+  describeInstance(id: string): Promise<{ pingStatus: string; agentVersion?: string } | undefined>;
   /** The identity this gateway signs with (the SDK's chain for the profile), e.g. for RDS auth tokens. */
   credentials(): Promise<AwsCredentials>;
   /** Headers for the signed WebSocket upgrade of `streamUrl`. */
@@ -161,6 +163,18 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
       return ids;
     },
     credentials,
+    async describeInstance(id) {
+      try {
+        const [client, { DescribeInstanceInformationCommand }] = await Promise.all([getClient(), loadSdk()]);
+        const out = await client.send(
+          new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [id] }] }),
+        );
+        const i = out.InstanceInformationList?.find((x) => x.InstanceId === id);
+        return i ? { pingStatus: i.PingStatus ?? 'Unknown', agentVersion: i.AgentVersion } : undefined;
+      } catch (e) {
+        throw fixFor(e);
+      }
+    },
     async signStreamUrl(streamUrl) {
       const url = new URL(streamUrl);
       if (PRESIGNED_KEYS.some((k) => url.searchParams.has(k))) return {};

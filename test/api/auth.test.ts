@@ -1,5 +1,6 @@
 import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -158,6 +159,30 @@ describe('API key and unix socket (real sockets)', () => {
     expect(unix.status).toBe(200);
     expect(unix.body.token).toBe(tcp.body.token);
     expect(statSync(path.dirname(socketPath)).mode & 0o777).toBe(0o700);
+  });
+
+  it('answers malformed HTTP and oversized headers in the same JSON shape', async () => {
+    const rawHttp = (text: string) =>
+      new Promise<string>((resolve, reject) => {
+        const sock = net.connect(apiPort, '127.0.0.1', () => sock.write(text));
+        let out = '';
+        sock.on('data', (d) => {
+          out += d;
+        });
+        sock.on('end', () => resolve(out));
+        sock.on('error', reject);
+      });
+    const garbage = await rawHttp('NOT HTTP AT ALL\r\n\r\n');
+    expect(garbage).toMatch(/^HTTP\/1\.1 400 /);
+    expect(JSON.parse(garbage.split('\r\n\r\n')[1])).toMatchObject({ code: 'BAD_REQUEST' });
+    const big = await rawHttp(
+      `GET /tunnels HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+    );
+    expect(big).toMatch(/^HTTP\/1\.1 431 /);
+    expect(JSON.parse(big.split('\r\n\r\n')[1])).toMatchObject({ code: 'HEADERS_TOO_LARGE' });
+    const noHost = await rawHttp('GET /tunnels HTTP/1.0\r\n\r\n');
+    expect(noHost).toMatch(/^HTTP\/1\.1 403 /);
+    expect(noHost).toContain('FORBIDDEN_HOST');
   });
 
   it('says which key to add for a tunnel that cannot have a token', async () => {

@@ -27,6 +27,7 @@ function gatewayReturning(
       terminated.push(id);
     },
     findInstancesByTag: async () => [],
+    describeInstance: async () => undefined,
     signStreamUrl: async () => ({}),
     credentials: async () => ({ accessKeyId: 'AKIATEST', secretAccessKey: 'test' }),
     destroy: () => {},

@@ -3,6 +3,7 @@
  * API survive a restart and work with psql, config tunnels cannot be deleted, the security checks,
  * /openapi.json, /metrics, /events, and every CLI command's --help.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { validate } from '@readme/openapi-parser';
@@ -254,6 +255,58 @@ describe('the daemon API and CLI over real sockets', () => {
     for (const p of ['/startup', '/readiness', '/liveness', '/health']) {
       expect((await fetch(`http://127.0.0.1:${daemon.apiPort}${p}`)).status, p).toBe(200);
     }
+  });
+
+  it('POST /reload and ssmtun reload refuse a broken config as a whole and apply a good one', async () => {
+    const good = readFileSync(daemon.configFile, 'utf8');
+    try {
+      writeFileSync(daemon.configFile, good.replace('remote_port =', 'remote_prot ='));
+      const r = await api('POST', '/reload');
+      expect(r.status).toBe(400);
+      expect(r.body).toMatchObject({ code: 'CONFIG_INVALID' });
+      expect(String(r.body.message)).toContain(`${daemon.configFile}:`);
+      expect(String(r.body.message)).toContain('Did you mean remote_port?');
+      const cli = await runCli(['reload'], daemon.env);
+      expect(cli.code).toBe(1);
+      expect(cli.stderr).toContain('nothing was changed');
+      expect((await api('GET', '/tunnels/fromfile')).status).toBe(200);
+    } finally {
+      writeFileSync(daemon.configFile, good);
+    }
+    const ok = await runCli(['reload', '--json'], daemon.env);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({
+      unchanged: ['fromfile'],
+      added: [],
+      removed: [],
+      changed: [],
+    });
+  });
+
+  it('ssmtun doctor passes for a healthy setup and names the failing check with its fix', async () => {
+    const healthy = await runCli(['doctor'], daemon.env);
+    expect(healthy.stdout).toMatch(/^ok {3}config: /m);
+    expect(healthy.stdout).toMatch(/^ok {3}daemon: ssmtun .* \(pid \d+\)/m);
+    expect(healthy.stdout).toMatch(/^ok {3}credentials: .*access key AKIA…/m);
+    expect(healthy.stdout).toMatch(
+      new RegExp(`^ok {3}target of fromfile: ${sim.instances[0].id} online`, 'm'),
+    );
+    expect(healthy.code, healthy.stdout).toBe(0);
+    const other = path.join(daemon.dir, 'doctor.toml');
+    writeFileSync(
+      other,
+      readFileSync(daemon.configFile, 'utf8').replace(
+        `target = "${sim.instances[0].id}"`,
+        'target = "i-00000000000000dea"',
+      ),
+    );
+    const sick = await runCli(['doctor', '--config', other, '--json'], daemon.env);
+    expect(sick.code).toBe(1);
+    const checks = JSON.parse(sick.stdout) as Array<{ check: string; ok: boolean; fix?: string }>;
+    expect(checks.find((c) => c.check === 'target of fromfile')).toMatchObject({
+      ok: false,
+      fix: expect.stringContaining('instance id'),
+    });
   });
 
   it('every CLI command answers --help with exit 0, and the text status shows every field', async () => {
