@@ -13,7 +13,7 @@ class PairEnd extends Duplex {
   /** Write callback of the peer, held while this end's readable buffer is full. */
   private blockedWrite: ((err?: Error | null) => void) | undefined;
 
-  _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
     const peer = this.peer;
     if (peer.destroyed) {
       callback(new Error('the other end of the duplex pair is closed'));
@@ -23,18 +23,18 @@ class PairEnd extends Duplex {
     else peer.blockedWrite = callback;
   }
 
-  _final(callback: (err?: Error | null) => void): void {
+  override _final(callback: (err?: Error | null) => void): void {
     if (!this.peer.destroyed) this.peer.push(null);
     callback();
   }
 
-  _read(): void {
+  override _read(): void {
     const resume = this.blockedWrite;
     this.blockedWrite = undefined;
     resume?.();
   }
 
-  _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
     // The writer is destroyed next anyway; failing its pending write would only add an 'error' event.
     const resume = this.blockedWrite;
     this.blockedWrite = undefined;
