@@ -13,6 +13,7 @@ import { connect, freePort, pseudoRandomBytes, readExactly, startEchoServer } fr
 import {
   countCalls,
   type DaemonProcess,
+  runCli,
   type SimProcess,
   startDaemonProcess,
   startSimProcess,
@@ -72,7 +73,13 @@ describe('daemon failure paths', () => {
       sim,
       [
         { name: 'echo', localPort: ports.echo, remotePort: echo.port },
-        { name: 'sso', localPort: ports.sso, remotePort: echo.port, extra: 'profile = "expired-sso"' },
+        {
+          name: 'sso',
+          localPort: ports.sso,
+          remotePort: echo.port,
+          remoteHost: 'orders.cluster-c0ffee.us-east-1.rds.amazonaws.com',
+          extra: 'profile = "expired-sso"\ndb_user = "app_readonly"',
+        },
         { name: 'expired', localPort: ports.expired, remotePort: echo.port, target: sim.instances[0].id },
         { name: 'legacy', localPort: ports.legacy, remotePort: echo.port, targetTag: 'Name=legacy' },
       ],
@@ -118,6 +125,14 @@ describe('daemon failure paths', () => {
     });
     // Another tunnel is untouched by it.
     expect(await echoOnce(ports.echo, 50_000, 1)).toBe(true);
+  });
+
+  it('a database login with an expired SSO login fails clearly with the fixing command', async () => {
+    const r = await runCli(['token', 'sso'], daemon.env);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('AWS SSO session expired');
+    expect(r.stderr).toContain('fix: run: aws sso login --profile expired-sso');
   });
 
   it('ExpiredTokenException from the service is shown as expired credentials; the next connection retries', async () => {
