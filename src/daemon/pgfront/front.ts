@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import type tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { TunnelConfig } from '../config.js';
-import { PgFrontError, toErrorResponse } from './errors.js';
+import { fromFailure, PgFrontError, toErrorResponse } from './errors.js';
 import { readLocalStartup } from './local.js';
 import { refuseOtherUsers } from './peer-uid.js';
 import type { PgFrontStats } from './stats.js';
@@ -69,16 +69,17 @@ export async function handlePgClient(
     for (const s of streams) s.destroy();
   };
   let failWith: ((e: PgFrontError) => void) | undefined;
+  const timeoutMs = opts.loginTimeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS;
   const timer = setTimeout(() => {
     failWith?.(
       new PgFrontError(
         'timeout',
         '08006',
-        `the login through tunnel ${opts.tunnel.name} did not finish within ${Math.round((opts.loginTimeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS) / 1000)} s`,
+        `the login through tunnel ${opts.tunnel.name} did not finish within ${timeoutMs < 1000 ? `${timeoutMs} ms` : `${Math.round(timeoutMs / 1000)} s`}`,
         'ssmtun status shows whether the tunnel session is up; try again',
       ),
     );
-  }, opts.loginTimeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS);
+  }, timeoutMs);
   timer.unref();
 
   const refused = (e: PgFrontError | ServerRefusal, user?: string): PgClientOutcome => {
@@ -155,7 +156,10 @@ export async function handlePgClient(
     // Sign and connect at once: the token is usually cached, the stream is the slow part.
     const loginUser = user;
     const token = opts.token(loginUser);
-    token.catch(() => {});
+    // A token that cannot be had (SSO expired) fails the login at once, not after the stream is up.
+    token.catch((err) =>
+      failWith?.(fromFailure(err, 'token', `could not get an IAM token for ${loginUser}`)),
+    );
     const sock: tls.TLSSocket = await guard(
       openUpstreamTls({ openUpstream: opts.openUpstream, ca: opts.ca, servername: opts.servername, track }),
     );
