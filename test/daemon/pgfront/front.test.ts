@@ -230,6 +230,17 @@ describe('PostgreSQL IAM login front (real psql, pgbench, pg driver, PostgreSQL,
     expect(stats.logins).toBe(logins + 1);
     // The simulated RDS accepted exactly one IAM login over TLS for it.
     expect(rds.stats.logins).toBe(rdsLogins + 1);
+    // libpq's default sslmode=prefer asks for TLS first, is told N, and goes on in plaintext.
+    const prefer = await run(pgTool('psql'), [
+      '-X',
+      '-w',
+      '-A',
+      '-t',
+      '-c',
+      'select current_user',
+      conninfo('app_readonly').replace(' sslmode=disable', ''),
+    ]);
+    expect(prefer.stdout).toBe('app_readonly');
   });
 
   it('the pg driver (not libpq) with a wrong password still gets in: the password is ignored', async () => {
