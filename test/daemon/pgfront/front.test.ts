@@ -64,6 +64,7 @@ describe('PostgreSQL IAM login front (real psql, pgbench, pg driver, PostgreSQL,
   // What each test may change; reset before every test.
   let token: (user: string) => Promise<string>;
   let caPem: string;
+  let servername: string;
   let upstreamMode: 'pair' | 'socket';
 
   const realToken = async (user: string) => {
@@ -125,7 +126,7 @@ describe('PostgreSQL IAM login front (real psql, pgbench, pg driver, PostgreSQL,
         token: (u) => token(u),
         openUpstream,
         ca: caPem,
-        servername: HOST,
+        servername,
         logger,
         stats,
       }).then((o) => outcomes.push(o));
@@ -148,6 +149,7 @@ describe('PostgreSQL IAM login front (real psql, pgbench, pg driver, PostgreSQL,
   beforeEach(() => {
     token = realToken;
     caPem = ca.caPem;
+    servername = HOST;
     upstreamMode = 'pair';
   });
 
@@ -423,6 +425,32 @@ describe('PostgreSQL IAM login front (real psql, pgbench, pg driver, PostgreSQL,
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`ssmtun: TLS with ${HOST} failed`);
     expect(stats.loginFailures.tls).toBeGreaterThanOrEqual(2);
+  });
+
+  it('verify-full checks the name: a certificate for another host is refused', async () => {
+    servername = 'billing.cluster-c0ffee.us-east-1.rds.amazonaws.com';
+    const err = await pgError('app_readonly');
+    expect(err.code).toBe('08006');
+    expect(err.message).toMatch(
+      /^ssmtun: TLS with billing\.cluster-c0ffee\.us-east-1\.rds\.amazonaws\.com failed: Hostname\/IP does not match/,
+    );
+  });
+
+  it("an error after AuthenticationOk (no such database) is the server's own, passed through", async () => {
+    const before = stats.loginFailures['server-refused'];
+    const client = new pg.Client({
+      host: '127.0.0.1',
+      port: frontPort,
+      user: 'app_readonly',
+      database: 'nope',
+    });
+    const err = (await client.connect().then(
+      () => undefined,
+      (e) => e,
+    )) as pg.DatabaseError;
+    expect(err.code).toBe('3D000');
+    expect(err.message).toBe('database "nope" does not exist');
+    expect(stats.loginFailures['server-refused']).toBe(before + 1);
   });
 
   it('no IAM token ever reaches the log', () => {
