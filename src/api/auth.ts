@@ -88,10 +88,24 @@ function bearer(req: FastifyRequest): string | undefined {
   return m?.[1];
 }
 
+/**
+ * Connections accepted on the unix socket. One fastify instance serves TCP and the socket (a second
+ * instance would cost ~5 MB of compiled schemas), so trust is a property of the connection.
+ */
+const trustedSockets = new WeakSet<object>();
+
+export function markTrusted(socket: object): void {
+  trustedSockets.add(socket);
+}
+
+export function isTrusted(req: FastifyRequest): boolean {
+  return trustedSockets.has(req.raw.socket);
+}
+
 export interface AuthOptions {
   /** undefined: no key configured, so only the unix socket may use protected routes. */
   apiKey?: string;
-  /** This instance serves the unix socket. */
+  /** Every request is trusted (tests of the routes alone). */
   trusted: boolean;
   keyFile?: string;
   socketPath?: string;
@@ -100,7 +114,7 @@ export interface AuthOptions {
 /** Reads are open (`curl localhost:7711/tunnels`); writes and routes marked `config.auth` need the key. */
 export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
   app.addHook('onRequest', async (req, reply) => {
-    if (opts.trusted) return;
+    if (opts.trusted || isTrusted(req)) return;
     const config = req.routeOptions.config as { auth?: boolean } | undefined;
     const protectedRoute = config?.auth === true || (req.method !== 'GET' && req.method !== 'HEAD');
     if (!protectedRoute) return;

@@ -36,7 +36,7 @@ export interface ApiDeps {
   version: string;
   /** The key protected routes require over TCP; without one they answer only on the unix socket. */
   apiKey?: string;
-  /** Set for the instance that serves the unix socket (same user by the directory's mode). */
+  /** Trust every request, as if on the unix socket (route tests with inject()). */
   trusted?: boolean;
   keyFile?: string;
   socketPath?: string;

@@ -4,9 +4,11 @@
  * created or tightened here and a directory owned by someone else is refused.
  */
 import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { markTrusted } from './auth.js';
 
 export class SocketDirError extends Error {
   readonly code = 'API_SOCKET_UNSAFE';
@@ -40,8 +42,11 @@ export function socketInUse(socketPath: string): Promise<boolean> {
   });
 }
 
-/** Listens on `socketPath`, replacing a stale socket file left by a daemon that crashed. */
-export async function listenUnix(app: FastifyInstance, socketPath: string): Promise<void> {
+/**
+ * Serves `app` on `socketPath` too (its connections are trusted: no key needed), replacing a stale
+ * socket file left by a daemon that crashed. Returns the function that closes it.
+ */
+export async function listenUnix(app: FastifyInstance, socketPath: string): Promise<() => Promise<void>> {
   prepareSocketDir(path.dirname(socketPath));
   if (await socketInUse(socketPath)) {
     throw new SocketDirError(
@@ -50,6 +55,28 @@ export async function listenUnix(app: FastifyInstance, socketPath: string): Prom
     );
   }
   rmSync(socketPath, { force: true });
-  await app.listen({ path: socketPath });
+  await app.ready();
+  const server = http.createServer((req, res) => app.routing(req, res));
+  server.requestTimeout = app.server.requestTimeout;
+  server.headersTimeout = app.server.headersTimeout;
+  server.keepAliveTimeout = app.server.keepAliveTimeout;
+  for (const l of app.server.listeners('clientError'))
+    server.on('clientError', l as (...a: unknown[]) => void);
+  server.on('connection', (s) => markTrusted(s));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ path: socketPath }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
   chmodSync(socketPath, 0o600);
+  return () =>
+    new Promise<void>((resolve) => {
+      server.close(() => {
+        rmSync(socketPath, { force: true });
+        resolve();
+      });
+      server.closeAllConnections();
+    });
 }

@@ -11,13 +11,15 @@ import { type AwsCredentials, type AwsTarget, createSsmGateway, type SsmGateway 
 import { ConfigError, type ConfigIssue, type TunnelConfig } from './config.js';
 import { TunnelError } from './errors.js';
 import { ListenRetries } from './listen-retry.js';
-import { Tunnel, type TunnelDeps, type TunnelStatus } from './tunnel.js';
+import { Tunnel, type TunnelDeps, type TunnelObserver, type TunnelStatus } from './tunnel.js';
 
 export interface ManagerOptions {
   logger: Logger;
   /** Defaults to the real SDK; tests and the demo pass the same (the simulator is just an endpoint). */
   gatewayFactory?: (t: AwsTarget) => SsmGateway;
   session?: TunnelDeps['session'];
+  /** Every tunnel's state changes and errors, as they happen. */
+  observer?: TunnelObserver;
   /** First back-off step when a local port is busy (doubles up to 30 s). */
   listenRetryMs?: number;
 }
@@ -95,8 +97,10 @@ export class TunnelManager {
       gateway: (t) => this.gateway(t),
       logger: this.log,
       session: this.opts.session,
+      observer: this.opts.observer,
     });
     this.tunnels.set(config.name, tunnel);
+    this.opts.observer?.added?.(config.name);
     await tunnel.start();
     this.retries.watch(tunnel);
     return tunnel.status();
@@ -105,6 +109,7 @@ export class TunnelManager {
   async remove(name: string): Promise<void> {
     const t = this.require(name);
     this.tunnels.delete(name);
+    this.opts.observer?.removed?.(name);
     this.fromConfig.delete(name);
     this.retries.cancel(t);
     await t.stop();

@@ -57,6 +57,16 @@ export interface TunnelDeps {
       | 'maxUnackedBytes'
     >
   >;
+  /** Told of every state change and every new error as it happens (the API's /events and /metrics). */
+  observer?: TunnelObserver;
+}
+
+export interface TunnelObserver {
+  state(tunnel: string, state: TunnelState, previous: TunnelState): void;
+  error(tunnel: string, error: NonNullable<TunnelStatus['lastError']>): void;
+  /** Called by the manager. */
+  added?(tunnel: string): void;
+  removed?(tunnel: string): void;
 }
 
 /** Above this much data queued in local sockets, stop taking data from the agent (it resends later). */
@@ -79,7 +89,16 @@ export class Tunnel {
   private opening: Promise<ClientSession> | undefined;
   private readonly byId = new Map<number, Conn>();
   private waiting: Conn[] = [];
-  private state: TunnelState = 'listening';
+  private currentState: TunnelState = 'listening';
+  // An accessor, so every assignment below reaches the observer without a call at each site.
+  private get state(): TunnelState {
+    return this.currentState;
+  }
+  private set state(next: TunnelState) {
+    const previous = this.currentState;
+    this.currentState = next;
+    if (previous !== next) this.deps.observer?.state(this.config.name, next, previous);
+  }
   private stopped = false;
   private idleTimer: NodeJS.Timeout | undefined;
   private reopenTimer: NodeJS.Timeout | undefined;
@@ -391,6 +410,7 @@ export class Tunnel {
   private setError(err: TunnelError): void {
     this.lastError = { code: err.code, message: err.message, fix: err.fix, at: new Date().toISOString() };
     this.log.warn({ code: err.code, fix: err.fix }, err.message);
+    this.deps.observer?.error(this.config.name, this.lastError);
   }
 
   /** Opens the session now (API "open"). */

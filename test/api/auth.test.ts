@@ -73,12 +73,13 @@ describe('API key and unix socket (real sockets)', () => {
     tokens = new TokenService({ credentials: async () => creds });
     const deps = { manager, tokens, version: 'test', apiKey: key, keyFile, socketPath };
     const tcp = buildApi(deps);
-    const unix = buildApi({ ...deps, trusted: true });
-    apps.push(tcp, unix);
+    apps.push(tcp);
     await tcp.listen({ host: '127.0.0.1', port: apiPort });
-    await listenUnix(unix, socketPath);
+    closeUnix = await listenUnix(tcp, socketPath);
   });
+  let closeUnix: () => Promise<void> = async () => {};
   afterAll(async () => {
+    await closeUnix();
     for (const a of apps) await a.close();
     tokens.stop();
     await manager.stop();

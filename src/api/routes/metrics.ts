@@ -4,13 +4,15 @@
  * by code and token signings; plus the process's RSS and CPU.
  */
 import type { FastifyInstance } from 'fastify';
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { TunnelStatus } from '../../daemon/tunnel.js';
 import type { ApiDeps } from '../server.js';
 
 const STATES = ['listening', 'connecting', 'open', 'reconnecting', 'degraded', 'error', 'stopped'];
 
-export function metricsRegistry(deps: ApiDeps): Registry {
+/** prom-client is loaded on the first scrape: an idle daemon nobody scrapes does not pay for it. */
+export async function metricsRegistry(deps: ApiDeps): Promise<Registry> {
+  const { Counter, collectDefaultMetrics, Gauge, Registry } = await import('prom-client');
   const register = new Registry();
   collectDefaultMetrics({ register, prefix: 'ssmtun_' });
   const list = (): TunnelStatus[] => deps.manager.list();
@@ -83,7 +85,6 @@ export function metricsRegistry(deps: ApiDeps): Registry {
     registers: [register],
     collect() {
       this.reset();
-      deps.events?.check();
       for (const [tunnel, byCode] of deps.events?.errors ?? []) {
         for (const [code, n] of byCode) this.inc({ tunnel, code }, n);
       }
@@ -103,13 +104,15 @@ export function metricsRegistry(deps: ApiDeps): Registry {
 }
 
 export function metricsRoutes(app: FastifyInstance, deps: ApiDeps): void {
-  const register = metricsRegistry(deps);
+  let register: Promise<Registry> | undefined;
   app.get(
     '/metrics',
     { schema: { response: { 200: { type: 'string', description: 'Prometheus text exposition format' } } } },
     async (_req, reply) => {
-      const text = await register.metrics();
-      return reply.type(register.contentType).send(text);
+      register ??= metricsRegistry(deps);
+      const r = await register;
+      const text = await r.metrics();
+      return reply.type(r.contentType).send(text);
     },
   );
 }

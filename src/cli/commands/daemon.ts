@@ -117,9 +117,9 @@ export async function daemonCommand(argv: string[]): Promise<number> {
     }
   }
 
-  const manager = new TunnelManager({ logger });
+  const events = new EventHub();
+  const manager = new TunnelManager({ logger, observer: events });
   const tokens = new TokenService({ credentials: (t) => manager.credentials(t), logger });
-  const events = new EventHub(manager);
   const runtime = new RuntimeTunnels(manager, { stateFile: defaultStateFile(), apiPort, logger });
   const keeper =
     config.pgpass || config.pgservice
@@ -182,12 +182,11 @@ export async function daemonCommand(argv: string[]): Promise<number> {
     port: apiPort,
   };
   const api = values['no-api'] ? undefined : buildApi(apiDeps);
-  const unixApi = values['no-api'] ? undefined : buildApi({ ...apiDeps, trusted: true });
   let closeV6: (() => Promise<void>) | undefined;
+  let closeUnix: (() => Promise<void>) | undefined;
   const stopAll = () =>
-    Promise.all([manager.stop(), api?.close(), closeV6?.(), unixApi?.close(), keeper?.stop()]).finally(() => {
+    Promise.all([manager.stop(), api?.close(), closeV6?.(), closeUnix?.(), keeper?.stop()]).finally(() => {
       tokens.stop();
-      events.stop();
     });
   const fail = async (code: number) => {
     await stopAll();
@@ -197,7 +196,6 @@ export async function daemonCommand(argv: string[]): Promise<number> {
   try {
     await manager.start(config.tunnels);
     await runtime.load();
-    events.start();
     const tunnels = manager.list();
     if (tunnels.length > 0 && tunnels.every((t) => t.listening.length === 0)) {
       logger.error(
@@ -229,9 +227,9 @@ export async function daemonCommand(argv: string[]): Promise<number> {
         return await fail(1);
       }
     }
-    if (unixApi) {
+    if (api) {
       try {
-        await listenUnix(unixApi, socketPath);
+        closeUnix = await listenUnix(api, socketPath);
       } catch (e) {
         const err = e as Error & { fix?: string };
         logger.error({ err: err.message, fix: err.fix, socketPath }, 'API unix socket could not listen');

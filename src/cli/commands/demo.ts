@@ -103,7 +103,6 @@ export async function demoCommand(argv: string[]): Promise<number> {
     };
     const apiPort = Number(values['api-port'] ?? 7711);
     const api = buildApi(deps);
-    const unixApi = buildApi({ ...deps, trusted: true });
     let apiLine: string;
     try {
       await api.listen({ host: '127.0.0.1', port: apiPort });
@@ -112,8 +111,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
     } catch {
       apiLine = `(port ${apiPort} is busy, so the API is off; try --api-port N)`;
     }
-    await listenUnix(unixApi, socketPath);
-    cleanup.unshift(() => unixApi.close());
+    const closeUnix = await listenUnix(api, socketPath);
+    cleanup.unshift(closeUnix);
     out(
       `ssmtun demo: simulated AWS at ${sim.endpoint}, daemon with ${config.tunnels.length} tunnel(s). Config: ${configFile}`,
     );
