@@ -59,8 +59,10 @@ export async function handlePgClient(
 ): Promise<PgClientOutcome> {
   const log = opts.logger.child({ tunnel: opts.tunnel.name });
   const streams = new Set<Duplex>();
+  // A stream that shows up after the login failed (slow session start) is closed on arrival.
   const track = (s: Duplex) => {
-    streams.add(s);
+    if (finished) s.destroy();
+    else streams.add(s);
   };
   let finished = false;
   local.on('error', (err: Error) => log.debug({ err: err.message }, 'local connection error'));

@@ -140,6 +140,22 @@ describe('front refusals without a database', () => {
     expect(up.far?.destroyed).toBe(true);
   });
 
+  it('a stream that arrives after the login timed out is closed at once', async () => {
+    let deliver: (d: Duplex) => void = () => {};
+    const late = new Promise<Duplex>((r) => {
+      deliver = r;
+    });
+    const t = setup({ openUpstream: () => late, loginTimeoutMs: 100 });
+    t.client.write(startupMessage({ user: 'app' }));
+    expect(await t.outcome).toMatchObject({ reason: 'timeout' });
+    const [near, far] = duplexPair();
+    far.on('error', () => {});
+    const farClosed = once(far, 'close');
+    deliver(near);
+    await farClosed;
+    expect(near.destroyed).toBe(true);
+  });
+
   it('a client that leaves mid-login closes the upstream and counts client-closed', async () => {
     let reached: () => void = () => {};
     const atSsl = new Promise<void>((r) => {
