@@ -3,31 +3,10 @@
  * mode, agent, connections, bytes each way, RTT, retransmissions, reconnects), the last error and its
  * fix under the tunnel it belongs to. Colour only on a TTY and without NO_COLOR.
  */
+import type { TunnelStatus } from '../daemon/tunnel.js';
 
-export interface StatusRow {
-  name: string;
-  state: string;
-  origin?: string;
-  localPort: number;
-  remote: string;
-  target: string;
-  resolvedTarget?: string;
-  sessionId?: string;
-  mode?: string;
-  agentVersion?: string;
-  note?: string;
-  connections: number;
-  waiting: number;
-  bytesToRemote: number;
-  bytesFromRemote: number;
-  rttMs?: number;
-  retransmissions: number;
-  reconnects: number;
-  sessionsStarted: number;
-  lastError?: { code: string; message: string; fix?: string; at: string };
-  /** The local port was busy; the daemon tries again. */
-  listenRetry?: { attempt: number; nextAt: string };
-}
+/** A tunnel as the API lists it (`origin` is added by the API). */
+export type StatusRow = TunnelStatus & { origin?: 'config' | 'api' };
 
 export function bytes(n: number): string {
   if (n < 1024) return `${n} B`;

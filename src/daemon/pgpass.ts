@@ -117,19 +117,19 @@ function readOrEmpty(file: string): string {
   }
 }
 
-/** Rewrites the block of a pgpass file (0600: libpq ignores a pgpass readable by others). */
-export function writePgpass(file: string, entries: PgpassEntry[]): boolean {
+/** Rewrites the block of `file` when it changed (0600: libpq ignores a pgpass readable by others). */
+function writeBlock(file: string, lines: string[], where: 'top' | 'bottom'): boolean {
   const before = readOrEmpty(file);
-  const after = mergeBlock(before, entries.map(pgpassLine), 'top');
+  const after = mergeBlock(before, lines, where);
   if (after === before) return false;
   writeFileAtomic(file, after, 0o600);
   return true;
 }
 
+export function writePgpass(file: string, entries: PgpassEntry[]): boolean {
+  return writeBlock(file, entries.map(pgpassLine), 'top');
+}
+
 export function writePgService(file: string, services: ServiceEntry[]): boolean {
-  const before = readOrEmpty(file);
-  const after = mergeBlock(before, services.flatMap(serviceLines), 'bottom');
-  if (after === before) return false;
-  writeFileAtomic(file, after, 0o600);
-  return true;
+  return writeBlock(file, services.flatMap(serviceLines), 'bottom');
 }
