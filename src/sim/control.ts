@@ -7,8 +7,8 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type FaultInjector, FaultSpecError, validateFaultSpecs } from './faults.js';
-import { readBody } from './gateway/http.js';
 import { AGENT_TUNING_KEYS, type AgentTuning, type Gateway, TerminateReason } from './gateway/index.js';
+import { readBody } from './read-body.js';
 import type { SessionRegistry, SimInstance } from './sessions.js';
 import type { InjectableError, SsmApi } from './ssm-api.js';
 

@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { readBody } from './read-body.js';
 import type { SessionRegistry, SimInstance } from './sessions.js';
 import { type SigV4ErrorCode, type SimCredential, verifySigV4 } from './sigv4.js';
 
@@ -58,34 +59,23 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 const TARGET_PREFIX = 'AmazonSSM.';
 const ACCOUNT_ID = '123456789012';
 
+/** 1-65535, written as the documents' allowedPattern does; localPortNumber also takes 0. */
+const PORT = /^([1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])$/;
+const PORT_OR_ZERO = /^(0|[1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])$/;
+
 /** The port documents the simulated agent can run and the parameters they declare (SPEC 2.2). */
 const DOCUMENTS: Record<string, Record<string, { default?: string; pattern: RegExp }>> = {
   'AWS-StartPortForwardingSession': {
-    portNumber: {
-      default: '80',
-      pattern: /^([1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])$/,
-    },
-    localPortNumber: {
-      default: '0',
-      pattern: /^(0|[1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])$/,
-    },
+    portNumber: { default: '80', pattern: PORT },
+    localPortNumber: { default: '0', pattern: PORT_OR_ZERO },
   },
   'AWS-StartPortForwardingSessionToRemoteHost': {
     host: { pattern: /^[a-zA-Z0-9.\-_:[\]]{1,253}$/ },
-    portNumber: {
-      default: '80',
-      pattern: /^([1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])$/,
-    },
-    localPortNumber: {
-      default: '0',
-      pattern: /^(0|[1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])$/,
-    },
+    portNumber: { default: '80', pattern: PORT },
+    localPortNumber: { default: '0', pattern: PORT_OR_ZERO },
   },
   'AWS-StartSSHSession': {
-    portNumber: {
-      default: '22',
-      pattern: /^([1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])$/,
-    },
+    portNumber: { default: '22', pattern: PORT },
   },
 };
 
@@ -576,40 +566,4 @@ export class SsmApi {
     if (isError) res.setHeader('x-amzn-errortype', result.code);
     res.end(payload, after);
   }
-}
-
-/** Buffers a request body up to `limit` bytes; 'too-large' as soon as it is exceeded. */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 'too-large'> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = () => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-      req.off('aborted', onError);
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        cleanup();
-        req.pause();
-        resolve('too-large');
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(Buffer.concat(chunks, size));
-    };
-    const onError = (err?: unknown) => {
-      cleanup();
-      reject(err instanceof Error ? err : new Error('request aborted'));
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
-    req.on('aborted', onError);
-  });
 }

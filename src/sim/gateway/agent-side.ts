@@ -9,10 +9,11 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WebSocket } from 'ws';
 import type { SimAgentOptions } from '../agent/index.js';
+import { readBody } from '../read-body.js';
 import { verifySigV4 } from '../sigv4.js';
 import type { GatewayCore } from './core.js';
-import { isOpen, readBody, sendJson } from './http.js';
-import { flush, type Relay, setAgentPaused } from './relay.js';
+import { isOpen, sendJson } from './http.js';
+import { detach, flush, type Relay, setAgentPaused } from './relay.js';
 import { type AgentHandle, DEFAULT_AGENT_GRACE_MS } from './types.js';
 
 const MAX_CREATE_BODY_BYTES = 64 * 1024;
@@ -103,17 +104,8 @@ export function attachAgent(core: GatewayCore, relay: Relay, ws: WebSocket, sign
   if (relay.hadClient && !isOpen(relay.client)) setAgentPaused(core, relay, ws, true);
 }
 
-export function onAgentClose(
-  core: GatewayCore,
-  relay: Relay,
-  ws: WebSocket,
-  code: number,
-  reason: string,
-): void {
-  if (relay.agent !== ws) return;
-  relay.agent = undefined;
-  core.event(relay, `agent disconnected (${code}${reason ? ` ${reason}` : ''})`);
-  if (relay.ended || core.closed) return;
+export function onAgentClose(core: GatewayCore, relay: Relay, ws: WebSocket, why: string): void {
+  if (!detach(core, relay, 'agent', ws, why) || relay.ended || core.closed) return;
   const grace = core.opts.agentGraceMs ?? DEFAULT_AGENT_GRACE_MS;
   relay.graceTimer = setTimeout(() => {
     relay.graceTimer = undefined;

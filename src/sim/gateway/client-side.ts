@@ -9,7 +9,7 @@ import type { OpenDataChannelInput } from '../../protocol/payloads.js';
 import type { GatewayCore } from './core.js';
 import { isOpen } from './http.js';
 import { armRecycle } from './lifecycle.js';
-import { flush, type Relay, setAgentPaused } from './relay.js';
+import { detach, flush, type Relay, setAgentPaused } from './relay.js';
 import { CloseCode } from './types.js';
 
 export function attachClient(
@@ -38,16 +38,7 @@ export function attachClient(
   armRecycle(core, relay, ws);
 }
 
-export function onClientClose(
-  core: GatewayCore,
-  relay: Relay,
-  ws: WebSocket,
-  code: number,
-  reason: string,
-): void {
-  if (relay.client !== ws) return;
-  relay.client = undefined;
-  core.event(relay, `client disconnected (${code}${reason ? ` ${reason}` : ''})`);
-  if (relay.ended) return;
+export function onClientClose(core: GatewayCore, relay: Relay, ws: WebSocket, why: string): void {
+  if (!detach(core, relay, 'client', ws, why) || relay.ended) return;
   if (isOpen(relay.agent) && !relay.agentPaused) setAgentPaused(core, relay, relay.agent, true);
 }

@@ -1,11 +1,11 @@
 /**
  * Small HTTP and WebSocket helpers the gateway's handlers share: the data-channel path, JSON answers
- * with a request id like AWS's, a bounded body reader, refusing an upgrade before it happens, and the
+ * with a request id like AWS's, refusing an upgrade before it happens, and the
  * bounded lists the gateway keeps for tests.
  */
 
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type RawData, WebSocket } from 'ws';
 
@@ -56,22 +56,4 @@ export function sendJson(
   res.setHeader('content-length', payload.length);
   res.setHeader('x-amzn-requestid', randomUUID());
   res.end(payload);
-}
-
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 'too-large'> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        resolve('too-large');
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
 }

@@ -93,8 +93,11 @@ function onSocket(core: GatewayCore, ws: WebSocket, sessionId: string, signed: b
   ws.on('close', (code, reason) => {
     clearTimeout(openTimer);
     core.sockets.delete(ws);
-    if (role.kind === 'client') onClientClose(core, role.relay, ws, code, reason.toString());
-    else if (role.kind === 'agent') onAgentClose(core, role.relay, ws, code, reason.toString());
+    if (role.kind !== 'client' && role.kind !== 'agent') return;
+    const text = reason.toString();
+    const why = `${code}${text ? ` ${text}` : ''}`;
+    if (role.kind === 'client') onClientClose(core, role.relay, ws, why);
+    else onAgentClose(core, role.relay, ws, why);
   });
 }
 

@@ -200,6 +200,20 @@ export function forward(relay: Relay, to: FaultSide, frame: Buffer): void {
   if (relay.forClient.push(frame)) s.queueDroppedForClient++;
 }
 
+/** `side`'s socket closed (`why`: code and reason): forgotten if still current; false if replaced. */
+export function detach(
+  core: GatewayCore,
+  relay: Relay,
+  side: FaultSide,
+  ws: WebSocket,
+  why: string,
+): boolean {
+  if (relay[side] !== ws) return false;
+  relay[side] = undefined;
+  core.event(relay, `${side} disconnected (${why})`);
+  return true;
+}
+
 /** Everything queued for `to`, sent now that it is back. */
 export function flush(relay: Relay, to: FaultSide): void {
   const queue = to === 'agent' ? relay.forAgent : relay.forClient;
