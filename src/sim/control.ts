@@ -10,7 +10,7 @@ import { type FaultInjector, FaultSpecError, validateFaultSpecs } from './faults
 import { AGENT_TUNING_KEYS, type AgentTuning, type Gateway, TerminateReason } from './gateway/index.js';
 import { readBody } from './read-body.js';
 import type { SessionRegistry, SimInstance } from './sessions.js';
-import type { InjectableError, SsmApi } from './ssm-api.js';
+import type { InjectableError, SsmApi } from './ssm-api/index.js';
 
 /** What POST /_sim/instances takes (and SimulatorOptions.instances lists). */
 export interface SimInstanceConfig {

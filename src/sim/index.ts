@@ -12,7 +12,7 @@ import { createDatabaseRegistry, type SimDatabase, type SimDatabaseConfig } from
 import { FaultInjector, type FaultSpec, validateFaultSpecs } from './faults.js';
 import { type AgentTuning, Gateway } from './gateway/index.js';
 import { SessionRegistry, type SimInstance } from './sessions.js';
-import { SsmApi } from './ssm-api.js';
+import { SsmApi } from './ssm-api/index.js';
 
 export interface SimulatorOptions {
   /** 0 (default) picks a free port. */
