@@ -19,7 +19,7 @@ import {
   PayloadType,
 } from '../../protocol/message.js';
 import { sendBatched } from '../../shared/batched-write.js';
-import { mulberry32 } from '../faults.js';
+import { mulberry32 } from '../random.js';
 import { BasicForwarder } from './basic.js';
 import { createAgentDataChannel, OutputPump } from './channel.js';
 import { checkClientMessage } from './checks.js';

@@ -9,7 +9,8 @@
 import type { WebSocket } from 'ws';
 import { decodeMessage, encodeMessage, MessageType } from '../../protocol/message.js';
 import { sendBatched } from '../../shared/batched-write.js';
-import { type FaultSide, frameTypeIs, isStreamData } from '../faults.js';
+import type { FaultSide } from '../faults.js';
+import { frameTypeIs, isStreamData } from '../frames.js';
 import type { SimSession } from '../sessions.js';
 import type { GatewayCore } from './core.js';
 import { EMPTY, isOpen } from './http.js';
