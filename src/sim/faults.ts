@@ -6,6 +6,13 @@
  * the frames of that session in that direction, not on how other sessions interleave with it.
  */
 
+import { frameSequence, isStreamData } from './frames.js';
+import { hashKey, mulberry32 } from './random.js';
+
+// Kept here too for the callers that imported them from this file before frames.ts and random.ts.
+export { frameSequence, frameTypeIs, isStreamData } from './frames.js';
+export { mulberry32 } from './random.js';
+
 export type FaultDirection = 'client->agent' | 'agent->client';
 export type FaultSide = 'client' | 'agent';
 
@@ -61,67 +68,6 @@ export class FaultSpecError extends Error {
 
 /** A held frame is released after this long if no later frame comes to overtake it. */
 export const REORDER_HOLD_MS = 50;
-
-// Raw header offsets (SPEC 4.1): reading these directly keeps the relay's hot path free of full decodes.
-const TYPE_OFFSET = 4;
-const TYPE_SIZE = 32;
-const SEQUENCE_OFFSET = 48;
-const MIN_FRAME = 120;
-
-const INPUT_STREAM_DATA = Buffer.from('input_stream_data', 'latin1');
-const OUTPUT_STREAM_DATA = Buffer.from('output_stream_data', 'latin1');
-
-/**
- * True when the frame's MessageType field is exactly `name` (space- or NUL-padded), comparing raw
- * bytes so the hot path neither allocates nor decodes.
- */
-export function frameTypeIs(frame: Buffer, name: Buffer): boolean {
-  if (frame.length < TYPE_OFFSET + TYPE_SIZE || name.length > TYPE_SIZE) return false;
-  if (frame.compare(name, 0, name.length, TYPE_OFFSET, TYPE_OFFSET + name.length) !== 0) return false;
-  for (let i = TYPE_OFFSET + name.length; i < TYPE_OFFSET + TYPE_SIZE; i++) {
-    const b = frame[i];
-    if (b !== 0x20 && b !== 0) return false;
-  }
-  return true;
-}
-
-/** input_stream_data or output_stream_data: what counts as activity and carries a stream sequence. */
-export function isStreamData(frame: Buffer): boolean {
-  if (frame.length < MIN_FRAME) return false;
-  // The first byte tells the two apart without comparing both names.
-  const first = frame[TYPE_OFFSET];
-  if (first === 0x69 /* i */) return frameTypeIs(frame, INPUT_STREAM_DATA);
-  if (first === 0x6f /* o */) return frameTypeIs(frame, OUTPUT_STREAM_DATA);
-  return false;
-}
-
-/** The SequenceNumber field, or undefined if the frame is too short to hold one. */
-export function frameSequence(frame: Buffer): number | undefined {
-  if (frame.length < MIN_FRAME) return undefined;
-  return Number(frame.readBigInt64BE(SEQUENCE_OFFSET));
-}
-
-/** mulberry32: tiny, fast, and good enough to make fault decisions reproducible. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** FNV-1a, to derive independent PRNG seeds from the stream key. */
-function hashKey(seed: number, key: string): number {
-  let h = (0x811c9dc5 ^ seed) >>> 0;
-  for (let i = 0; i < key.length; i++) {
-    h ^= key.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h;
-}
 
 function zeroCounters(): FaultCounters {
   return { frames: 0, forwarded: 0, dropped: 0, duplicated: 0, reordered: 0, delayed: 0, kills: 0 };

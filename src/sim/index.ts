@@ -1,26 +1,18 @@
 /**
  * The whole simulated AWS side on one loopback HTTP server: the SSM JSON API (POST /), the message
  * gateway (/v1/data-channel/...), one simulated agent per session, and a small control API under
- * /_sim/ for tests that run the simulator as a separate process.
+ * /_sim/ (control.ts) for tests that run the simulator as a separate process.
  */
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Logger, pino } from 'pino';
-import { SimAgent, type SimAgentOptions } from './agent.js';
+import { SimAgent, type SimAgentOptions } from './agent/index.js';
+import { handleControl, replyJson, type SimInstanceConfig } from './control.js';
 import { createDatabaseRegistry, type SimDatabase, type SimDatabaseConfig } from './databases.js';
-import { FaultInjector, type FaultSpec, FaultSpecError, validateFaultSpecs } from './faults.js';
-import { type AgentTuning, Gateway, TerminateReason } from './gateway.js';
+import { FaultInjector, type FaultSpec, validateFaultSpecs } from './faults.js';
+import { type AgentTuning, Gateway } from './gateway/index.js';
 import { SessionRegistry, type SimInstance } from './sessions.js';
-import { type InjectableError, SsmApi } from './ssm-api.js';
-
-export interface SimInstanceConfig {
-  id: string;
-  tags?: Record<string, string>;
-  pingStatus?: 'Online' | 'ConnectionLost';
-  /** Default DEFAULT_AGENT_VERSION. */
-  agentVersion?: string;
-  agent?: AgentTuning;
-}
+import { SsmApi } from './ssm-api/index.js';
 
 export interface SimulatorOptions {
   /** 0 (default) picks a free port. */
@@ -111,126 +103,6 @@ export const DEFAULT_INSTANCES: readonly SimInstanceConfig[] = Object.freeze([
   // Old enough for basic mode (SPEC 10.2), so both client modes are reachable out of the box.
   { id: 'i-05e1a000000000002', tags: { Name: 'legacy' }, agentVersion: '3.0.161.0' },
 ]);
-
-const INJECTABLE_ERRORS = new Set<string>([
-  'AccessDeniedException',
-  'TargetNotConnected',
-  'InvalidDocument',
-  'ThrottlingException',
-  'ExpiredTokenException',
-]);
-const AGENT_TUNING_KEYS = new Set([
-  'pacing',
-  'handshakeTimeoutMs',
-  'completeBeforeAck',
-  'reackDuplicates',
-  'emulate',
-  'seed',
-  'pingIntervalMs',
-]);
-const MAX_CONTROL_BODY = 1024 * 1024;
-
-/** Control API errors: `{ code, message }` with a stable code. */
-export class SimControlError extends Error {
-  constructor(
-    readonly code:
-      | 'Forbidden'
-      | 'NotFound'
-      | 'MethodNotAllowed'
-      | 'BadRequest'
-      | 'UnknownSession'
-      | 'PayloadTooLarge',
-    message: string,
-    readonly status: number,
-  ) {
-    super(message);
-    this.name = 'SimControlError';
-  }
-}
-
-function isLoopback(address: string | undefined): boolean {
-  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1';
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function bad(message: string): SimControlError {
-  return new SimControlError('BadRequest', message, 400);
-}
-
-function readJson(req: IncomingMessage): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_CONTROL_BODY) {
-        req.removeAllListeners('data');
-        reject(new SimControlError('PayloadTooLarge', 'request body too large', 413));
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      if (text.trim() === '') {
-        resolve({});
-        return;
-      }
-      try {
-        resolve(JSON.parse(text));
-      } catch {
-        reject(bad('request body is not valid JSON'));
-      }
-    });
-    req.on('error', reject);
-  });
-}
-
-function replyJson(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent || res.destroyed) return;
-  const payload = Buffer.from(JSON.stringify(body));
-  res.statusCode = status;
-  res.setHeader('content-type', 'application/json');
-  res.setHeader('content-length', payload.length);
-  res.end(payload);
-}
-
-function validateTuning(v: unknown, where: string): AgentTuning {
-  if (v === undefined) return {};
-  if (!isObject(v)) throw bad(`${where} must be an object`);
-  for (const k of Object.keys(v)) {
-    if (!AGENT_TUNING_KEYS.has(k)) throw bad(`${where}.${k} is not an agent option`);
-  }
-  return structuredClone(v) as AgentTuning;
-}
-
-function validateInstance(v: unknown): SimInstanceConfig {
-  if (!isObject(v) || typeof v.id !== 'string' || v.id.length === 0) throw bad('instance needs a string id');
-  const out: SimInstanceConfig = { id: v.id };
-  if (v.tags !== undefined) {
-    if (!isObject(v.tags) || Object.values(v.tags).some((t) => typeof t !== 'string')) {
-      throw bad('tags must be an object of strings');
-    }
-    out.tags = v.tags as Record<string, string>;
-  }
-  if (v.pingStatus !== undefined) {
-    if (v.pingStatus !== 'Online' && v.pingStatus !== 'ConnectionLost') {
-      throw bad("pingStatus must be 'Online' or 'ConnectionLost'");
-    }
-    out.pingStatus = v.pingStatus;
-  }
-  if (v.agentVersion !== undefined) {
-    if (typeof v.agentVersion !== 'string' || !/^\d+(\.\d+){1,3}$/.test(v.agentVersion)) {
-      throw bad('agentVersion must look like 3.3.987.0');
-    }
-    out.agentVersion = v.agentVersion;
-  }
-  if (v.agent !== undefined) out.agent = validateTuning(v.agent, 'agent');
-  return out;
-}
 
 export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simulator> {
   const host = '127.0.0.1';
@@ -338,93 +210,19 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     })),
   });
 
-  const control = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
-    if (!isLoopback(req.socket.remoteAddress)) {
-      throw new SimControlError('Forbidden', 'the control API answers loopback callers only', 403);
-    }
-    const route = `${req.method} ${path}`;
-    switch (route) {
-      case 'GET /_sim/state':
-        replyJson(res, 200, state());
-        return;
-      case 'POST /_sim/faults': {
-        const body = await readJson(req);
-        const specs = validateFaultSpecs(isObject(body) && 'faults' in body ? body.faults : body);
-        faults.set(specs);
-        replyJson(res, 200, { faults: faults.specs });
-        return;
-      }
-      case 'POST /_sim/kill': {
-        const body = await readJson(req);
-        if (!isObject(body) || typeof body.sessionId !== 'string') throw bad('sessionId is required');
-        if (body.side !== 'client' && body.side !== 'agent') throw bad("side must be 'client' or 'agent'");
-        if (!registry.get(body.sessionId)) {
-          throw new SimControlError('UnknownSession', `no session ${body.sessionId}`, 404);
-        }
-        replyJson(res, 200, { killed: gateway.kill(body.sessionId, body.side) });
-        return;
-      }
-      case 'POST /_sim/target-error': {
-        const body = await readJson(req);
-        if (!isObject(body) || typeof body.target !== 'string') throw bad('target is required');
-        if (body.error !== null && (typeof body.error !== 'string' || !INJECTABLE_ERRORS.has(body.error))) {
-          throw bad(`error must be null or one of ${[...INJECTABLE_ERRORS].join(', ')}`);
-        }
-        api.setTargetError(body.target, body.error === null ? undefined : (body.error as InjectableError));
-        replyJson(res, 200, { target: body.target, error: body.error });
-        return;
-      }
-      case 'POST /_sim/instances': {
-        const body = await readJson(req);
-        const instance = upsertInstance(validateInstance(body));
-        replyJson(res, 200, { ...instance, agent: { ...tuning.get(instance.id) } });
-        return;
-      }
-      case 'POST /_sim/terminate': {
-        const body = await readJson(req);
-        if (!isObject(body) || typeof body.sessionId !== 'string') throw bad('sessionId is required');
-        if (!registry.get(body.sessionId)) {
-          throw new SimControlError('UnknownSession', `no session ${body.sessionId}`, 404);
-        }
-        const reason =
-          body.reason === undefined || body.reason === 'idle'
-            ? TerminateReason.Idle
-            : body.reason === 'max-duration'
-              ? TerminateReason.MaxDuration
-              : typeof body.reason === 'string'
-                ? body.reason
-                : undefined;
-        if (reason === undefined) throw bad("reason must be 'idle', 'max-duration' or a string");
-        replyJson(res, 200, { terminated: registry.terminate(body.sessionId, reason) });
-        return;
-      }
-      default:
-        if (
-          [
-            '/_sim/state',
-            '/_sim/faults',
-            '/_sim/kill',
-            '/_sim/target-error',
-            '/_sim/instances',
-            '/_sim/terminate',
-          ].includes(path)
-        ) {
-          throw new SimControlError('MethodNotAllowed', `${req.method} is not allowed on ${path}`, 405);
-        }
-        throw new SimControlError('NotFound', `no control endpoint ${path}`, 404);
-    }
+  const control = {
+    registry,
+    api,
+    gateway,
+    faults,
+    upsertInstance,
+    tuningOf: (id: string) => ({ ...tuning.get(id) }),
+    state,
   };
-
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path.startsWith('/_sim/')) {
-      control(req, res, path).catch((err: unknown) => {
-        if (err instanceof SimControlError)
-          replyJson(res, err.status, { code: err.code, message: err.message });
-        else if (err instanceof FaultSpecError)
-          replyJson(res, 400, { code: 'BadRequest', message: err.message });
-        else replyJson(res, 500, { code: 'InternalError', message: String(err) });
-      });
+      handleControl(control, req, res, path);
       return;
     }
     if (gateway.handleRequest(req, res)) return;
@@ -491,6 +289,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   };
 }
 
+export { SimControlError, type SimInstanceConfig } from './control.js';
 export type { SimDatabase, SimDatabaseConfig } from './databases.js';
 export type { FaultSpec } from './faults.js';
 export type { SimInstance, SimSession } from './sessions.js';
