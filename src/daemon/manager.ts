@@ -20,6 +20,8 @@ export interface ManagerOptions {
   session?: TunnelDeps['session'];
   /** Every tunnel's state changes and errors, as they happen. */
   observer?: TunnelObserver;
+  /** RDS IAM tokens for `auth = "iam"` tunnels. */
+  tokens?: TunnelDeps['tokens'];
   /** First back-off step when a local port is busy (doubles up to 30 s). */
   listenRetryMs?: number;
 }
@@ -98,6 +100,7 @@ export class TunnelManager {
       logger: this.log,
       session: this.opts.session,
       observer: this.opts.observer,
+      tokens: this.opts.tokens,
     });
     this.tunnels.set(config.name, tunnel);
     this.opts.observer?.added?.(config.name);

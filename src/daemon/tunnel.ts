@@ -9,6 +9,8 @@ import { writeBatched } from '../shared/batched-write.js';
 import type { AwsTarget, SsmGateway } from './aws.js';
 import type { TunnelConfig } from './config.js';
 import { TunnelError } from './errors.js';
+import { IamFront, type TokenSource } from './iam-front.js';
+import type { PgFrontStats } from './pgfront/index.js';
 import { ClientSession, type SessionOptions } from './session.js';
 
 export type TunnelState = 'listening' | 'connecting' | 'open' | 'reconnecting' | 'error' | 'stopped';
@@ -40,6 +42,8 @@ export interface TunnelStatus {
   lastError?: { code: string; message: string; fix?: string; at: string };
   /** Set by the manager while a busy port is retried with back-off. */
   listenRetry?: { attempt: number; nextAt: string };
+  /** `auth = "iam"`: logins through the PostgreSQL front, failures by reason, cancels. */
+  logins?: PgFrontStats;
 }
 
 export interface TunnelDeps {
@@ -59,6 +63,8 @@ export interface TunnelDeps {
   >;
   /** Told of every state change and every new error as it happens (the API's /events and /metrics). */
   observer?: TunnelObserver;
+  /** RDS IAM tokens, for `auth = "iam"` tunnels. */
+  tokens?: TokenSource;
 }
 
 export interface TunnelObserver {
@@ -89,6 +95,8 @@ export class Tunnel {
   private opening: Promise<ClientSession> | undefined;
   private readonly byId = new Map<number, Conn>();
   private waiting: Conn[] = [];
+  /** The PostgreSQL login front of an `auth = "iam"` tunnel. */
+  private readonly iam: IamFront | undefined;
   private currentState: TunnelState = 'listening';
   // An accessor, so every assignment below reaches the observer without a call at each site.
   private get state(): TunnelState {
@@ -114,6 +122,9 @@ export class Tunnel {
   ) {
     this.config = config;
     this.log = deps.logger.child({ tunnel: config.name });
+    if (config.auth === 'iam' && deps.tokens) {
+      this.iam = new IamFront(config, deps.tokens, (socket) => this.onConnection(socket), this.log);
+    }
   }
 
   /** Binds every configured address. A bind failure is this tunnel's error, never another's. */
@@ -154,7 +165,9 @@ export class Tunnel {
 
   private listen(host: string): Promise<net.Server> {
     return new Promise((resolve, reject) => {
-      const server = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
+      const server = net.createServer({ noDelay: true }, (socket) =>
+        this.iam ? this.iam.handle(socket) : this.onConnection(socket),
+      );
       server.once('error', reject);
       server.listen({ host, port: this.config.localPort, ipv6Only: host.includes(':') }, () => {
         server.off('error', reject);
@@ -480,6 +493,7 @@ export class Tunnel {
       openedAt: s ? this.openedAt : undefined,
       lastError: this.lastError,
       listenRetry: this.listenRetry,
+      ...(this.iam && { logins: this.iam.stats }),
     };
   }
 }

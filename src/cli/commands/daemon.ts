@@ -118,7 +118,12 @@ export async function daemonCommand(argv: string[]): Promise<number> {
   }
 
   const events = new EventHub();
-  const manager = new TunnelManager({ logger, observer: events });
+  // The two need each other: tunnels ask for tokens, tokens are signed with the tunnels' credentials.
+  const manager: TunnelManager = new TunnelManager({
+    logger,
+    observer: events,
+    tokens: { get: (t) => tokens.get(t) },
+  });
   const tokens = new TokenService({ credentials: (t) => manager.credentials(t), logger });
   const runtime = new RuntimeTunnels(manager, { stateFile: defaultStateFile(), apiPort, logger });
   const keeper =

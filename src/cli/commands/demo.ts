@@ -81,7 +81,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     await writeFile(configFile, configText, { mode: 0o600 });
     const config = parseConfig(configText, configFile);
 
-    const manager = new TunnelManager({ logger });
+    const manager: TunnelManager = new TunnelManager({ logger, tokens: { get: (t) => tokens.get(t) } });
     cleanup.unshift(() => manager.stop());
     const tokens = new TokenService({ credentials: (t) => manager.credentials(t), logger });
     cleanup.unshift(async () => tokens.stop());
