@@ -7,7 +7,14 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type FaultInjector, FaultSpecError, validateFaultSpecs } from './faults.js';
-import { AGENT_TUNING_KEYS, type AgentTuning, type Gateway, TerminateReason } from './gateway/index.js';
+import {
+  AGENT_TUNING_KEYS,
+  type AgentTuning,
+  type Gateway,
+  TerminateReason,
+  type Wan,
+  WanSpecError,
+} from './gateway/index.js';
 import { readBody } from './read-body.js';
 import type { SessionRegistry, SimInstance } from './sessions.js';
 import type { InjectableError, SsmApi } from './ssm-api/index.js';
@@ -28,6 +35,7 @@ export interface ControlTarget {
   api: SsmApi;
   gateway: Gateway;
   faults: FaultInjector;
+  wan: Wan;
   upsertInstance(config: SimInstanceConfig): SimInstance;
   tuningOf(instanceId: string): AgentTuning;
   /** Everything GET /_sim/state returns. */
@@ -50,6 +58,7 @@ const ROUTES = [
   '/_sim/target-error',
   '/_sim/instances',
   '/_sim/terminate',
+  '/_sim/wan',
 ];
 
 /** Control API errors: `{ code, message }` with a stable code. */
@@ -165,6 +174,12 @@ async function route(
       replyJson(res, 200, { faults: sim.faults.specs });
       return;
     }
+    case 'POST /_sim/wan': {
+      // The whole model at once: absent fields are 0 (no delay, unlimited bandwidth).
+      const body = await readJson(req);
+      replyJson(res, 200, { wan: sim.wan.set(body) });
+      return;
+    }
     case 'POST /_sim/kill': {
       const body = await readJson(req);
       if (!isObject(body) || typeof body.sessionId !== 'string') throw bad('sessionId is required');
@@ -221,7 +236,8 @@ export function handleControl(
 ): void {
   route(sim, req, res, path).catch((err: unknown) => {
     if (err instanceof SimControlError) replyJson(res, err.status, { code: err.code, message: err.message });
-    else if (err instanceof FaultSpecError) replyJson(res, 400, { code: 'BadRequest', message: err.message });
+    else if (err instanceof FaultSpecError || err instanceof WanSpecError)
+      replyJson(res, 400, { code: 'BadRequest', message: err.message });
     else replyJson(res, 500, { code: 'InternalError', message: String(err) });
   });
 }

@@ -10,7 +10,14 @@ import { SimAgent, type SimAgentOptions } from './agent/index.js';
 import { handleControl, replyJson, type SimInstanceConfig } from './control.js';
 import { createDatabaseRegistry, type SimDatabase, type SimDatabaseConfig } from './databases.js';
 import { FaultInjector, type FaultSpec, validateFaultSpecs } from './faults.js';
-import { type AgentTuning, Gateway } from './gateway/index.js';
+import {
+  type AgentTuning,
+  Gateway,
+  validateWan,
+  Wan,
+  type WanOptions,
+  type WanSettings,
+} from './gateway/index.js';
 import { SessionRegistry, type SimInstance } from './sessions.js';
 import { SsmApi } from './ssm-api/index.js';
 
@@ -39,6 +46,12 @@ export interface SimulatorOptions {
   maxQueuedFrames?: number;
   /** Simulated RDS PostgreSQL endpoints, each in front of a real local PostgreSQL (see databases.ts). */
   databases?: SimDatabaseConfig[];
+  /**
+   * The client's network to AWS (gateway/wan.ts): round trip, jitter and bandwidth per direction
+   * (Mbit/s, 0 = unlimited), applied to every data-channel frame between client and gateway, and one
+   * round trip to every SSM API call and WebSocket upgrade. Default: none. POST /_sim/wan changes it.
+   */
+  wan?: WanOptions;
   /** Clock (epoch ms) the simulated RDS uses for IAM token expiry; default Date.now. */
   now?: () => number;
   logger?: Logger;
@@ -58,6 +71,8 @@ export interface Simulator {
   gateway: Gateway;
   faults: FaultInjector;
   setFaults(specs: FaultSpec[]): void;
+  /** Replaces the WAN model's settings (absent fields: 0); throws WanSpecError on a bad value. */
+  setWan(wan: WanOptions | undefined): WanSettings;
   upsertInstance(config: SimInstanceConfig): SimInstance;
   /** Simulated RDS endpoints, reachable by the agents at `host:port` (the simulator's name table). */
   databases: SimDatabase[];
@@ -85,6 +100,7 @@ export interface SimState {
   }>;
   calls: SsmApi['calls'];
   faults: { specs: FaultSpec[]; stats: FaultInjector['stats'] };
+  wan: ReturnType<Gateway['wanStats']>;
   violations: Gateway['violations'];
   refusals: Gateway['refusals'];
   /** Fake client tokens issued so far (for log-redaction tests). */
@@ -129,7 +145,10 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   for (const config of opts.instances ?? DEFAULT_INSTANCES) upsertInstance(config);
 
   let port = 0;
+  // Agents reach the gateway inside AWS, not over the client's WAN: they get a listener of their own.
+  let agentPort = 0;
   const endpoint = () => `http://${host}:${port}`;
+  const wan = new Wan(validateWan(opts.wan), seed);
   const registry = new SessionRegistry();
   const api = new SsmApi({
     registry,
@@ -137,6 +156,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     region,
     credentials,
     streamUrl: (id) => `ws://${host}:${port}/v1/data-channel/${id}?role=publish_subscribe`,
+    rttMs: () => wan.rttMs,
   });
   const faults = new FaultInjector(opts.faults ?? [], seed);
   const databases = createDatabaseRegistry({
@@ -150,7 +170,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     registry,
     region,
     credentials,
-    endpoint,
+    endpoint: () => `http://${host}:${agentPort}`,
     agentCredentials: credentials[0],
     createAgent: (o: SimAgentOptions) => new SimAgent(o),
     resolveDestination: databases.resolve,
@@ -176,6 +196,8 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     openTimeoutMs: opts.openTimeoutMs,
     maxQueuedFrames: opts.maxQueuedFrames,
     faults,
+    wan,
+    viaWan: (req) => req.socket.localPort !== agentPort,
     logger: logger.child({ component: 'gateway' }),
   });
 
@@ -197,6 +219,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     })),
     calls: api.calls,
     faults: { specs: faults.specs, stats: faults.stats },
+    wan: gateway.wanStats(),
     violations: gateway.violations,
     refusals: gateway.refusals,
     issuedTokens: registry.issued,
@@ -215,11 +238,12 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     api,
     gateway,
     faults,
+    wan,
     upsertInstance,
     tuningOf: (id: string) => ({ ...tuning.get(id) }),
     state,
   };
-  const server = http.createServer((req, res) => {
+  const handler: http.RequestListener = (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path.startsWith('/_sim/')) {
       handleControl(control, req, res, path);
@@ -228,32 +252,52 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     if (gateway.handleRequest(req, res)) return;
     if (api.handle(req, res)) return;
     replyJson(res, 404, { code: 'NotFound', message: `nothing at ${req.method} ${path}` });
-  });
-  server.on('upgrade', (req, socket, head) => {
-    if (gateway.handleUpgrade(req, socket, head)) return;
-    socket.on('error', () => {});
-    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-  });
-  // A misbehaving peer must never take the simulator down.
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-    else socket.destroy();
-  });
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ port: opts.port ?? 0, host }, () => {
-      server.off('error', reject);
-      resolve();
+  };
+  const server = http.createServer(handler);
+  const agentServer = http.createServer(handler);
+  for (const srv of [server, agentServer]) {
+    srv.on('upgrade', (req, socket, head) => {
+      if (gateway.handleUpgrade(req, socket, head)) return;
+      socket.on('error', () => {});
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     });
-  });
-  port = (server.address() as AddressInfo).port;
+    // A misbehaving peer must never take the simulator down.
+    srv.on('clientError', (_err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+  }
+  const listen = (srv: http.Server, p: number) =>
+    new Promise<number>((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen({ port: p, host }, () => {
+        srv.off('error', reject);
+        resolve((srv.address() as AddressInfo).port);
+      });
+    });
+  port = await listen(server, opts.port ?? 0);
+  try {
+    agentPort = await listen(agentServer, 0);
+  } catch (err) {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw err;
+  }
+  const closeServers = () =>
+    Promise.all(
+      [server, agentServer].map(
+        (srv) =>
+          new Promise<void>((resolve) => {
+            srv.close(() => resolve());
+            srv.closeAllConnections();
+          }),
+      ),
+    );
   try {
     for (const db of opts.databases ?? []) await databases.add(db);
   } catch (err) {
     await databases.close();
     await gateway.close();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closeServers();
     throw err;
   }
   logger.info({ endpoint: endpoint() }, 'simulator listening');
@@ -271,6 +315,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     gateway,
     faults,
     setFaults: (specs) => faults.set(validateFaultSpecs(specs)),
+    setWan: (w) => wan.set(w),
     upsertInstance,
     databases: databases.list,
     addDatabase: (config) => databases.add(config),
@@ -279,10 +324,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       closing ??= (async () => {
         await databases.close();
         await gateway.close();
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        });
+        await closeServers();
       })();
       return closing;
     },
@@ -292,4 +334,5 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
 export { SimControlError, type SimInstanceConfig } from './control.js';
 export type { SimDatabase, SimDatabaseConfig } from './databases.js';
 export type { FaultSpec } from './faults.js';
+export type { WanOptions, WanSettings } from './gateway/index.js';
 export type { SimInstance, SimSession } from './sessions.js';

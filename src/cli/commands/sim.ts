@@ -19,6 +19,7 @@ export interface SimCommandIo {
 
 const USAGE = `usage: ssmtun sim [--port N] [--json] [--no-pacing] [--require-signed-upgrade]
                  [--recycle-ms N] [--idle-timeout-ms N] [--seed N] [--rds NAME=HOST:PORT]...
+                 [--rtt-ms N] [--jitter-ms N] [--bandwidth-mbps UP[:DOWN]]
 
 Runs a simulated AWS Session Manager (SSM API + message gateway + agents) on 127.0.0.1.
   --port N                   listen port (default: a free one)
@@ -34,6 +35,12 @@ Runs a simulated AWS Session Manager (SSM API + message gateway + agents) on 127
   --recycle-ms N             drop each client WebSocket N ms after it opened (real AWS: ~60 min)
   --idle-timeout-ms N        end sessions idle for N ms (default 20 min; 0 = never)
   --seed N                   seed for agents and fault injection (default 1)
+  --rtt-ms N                 WAN model between clients and the simulated AWS: round trip in ms, on every
+                             data-channel frame (rtt/2 each way), every SSM API call and every WebSocket
+                             upgrade (default 0)
+  --jitter-ms N              extra random one-way delay in [0, N) ms per frame; frames stay in order
+  --bandwidth-mbps UP[:DOWN] link speed in Mbit/s, client to AWS and AWS to client (DOWN defaults to UP);
+                             0 = unlimited. Change all three at run time with POST /_sim/wan
 `;
 
 class UsageError extends Error {}
@@ -65,6 +72,40 @@ function parseRds(value: string): SimDatabaseConfig {
   return config;
 }
 
+const MBPS = /^(\d+(?:\.\d+)?)(?::(\d+(?:\.\d+)?))?$/;
+
+/** --rtt-ms, --jitter-ms, --bandwidth-mbps UP[:DOWN]; undefined when none is given. */
+function parseWan(
+  rtt: string | undefined,
+  jitter: string | undefined,
+  bandwidth: string | undefined,
+): SimulatorOptions['wan'] {
+  if (rtt === undefined && jitter === undefined && bandwidth === undefined) return undefined;
+  const wan: NonNullable<SimulatorOptions['wan']> = {
+    rttMs: integer('rtt-ms', rtt, 0, 60_000) ?? 0,
+    jitterMs: integer('jitter-ms', jitter, 0, 60_000) ?? 0,
+  };
+  if (bandwidth !== undefined) {
+    const m = MBPS.exec(bandwidth);
+    if (!m) {
+      throw new UsageError(
+        `--bandwidth-mbps needs UP or UP:DOWN in Mbit/s, got ${JSON.stringify(bandwidth)}; e.g. --bandwidth-mbps 50:200 (0 = unlimited)`,
+      );
+    }
+    const up = Number(m[1]);
+    const down = m[2] === undefined ? up : Number(m[2]);
+    for (const [dir, v] of [
+      ['UP', up],
+      ['DOWN', down],
+    ] as const) {
+      if (v > 100_000)
+        throw new UsageError(`--bandwidth-mbps: ${dir} must be at most 100000 Mbit/s, got ${v}`);
+    }
+    wan.bandwidthMbps = { up, down };
+  }
+  return wan;
+}
+
 function parse(argv: string[]): { options: SimulatorOptions; json: boolean; help: boolean } {
   let values: Record<string, string | boolean | string[] | undefined>;
   try {
@@ -81,6 +122,9 @@ function parse(argv: string[]): { options: SimulatorOptions; json: boolean; help
         'idle-timeout-ms': { type: 'string' },
         seed: { type: 'string' },
         rds: { type: 'string', multiple: true },
+        'rtt-ms': { type: 'string' },
+        'jitter-ms': { type: 'string' },
+        'bandwidth-mbps': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -99,6 +143,8 @@ function parse(argv: string[]): { options: SimulatorOptions; json: boolean; help
   const seed = integer('seed', str('seed'), 0, 2 ** 32 - 1);
   if (seed !== undefined) options.seed = seed;
   if (values['no-pacing'] === true) options.agentDefaults = { pacing: false };
+  const wan = parseWan(str('rtt-ms'), str('jitter-ms'), str('bandwidth-mbps'));
+  if (wan) options.wan = wan;
   const rds = ((values.rds as string[] | undefined) ?? []).map(parseRds);
   const names = new Set<string>();
   for (const db of rds) {
@@ -176,7 +222,7 @@ export async function simCommand(argv: string[], io: SimCommandIo = {}): Promise
           ]
         : []),
       '',
-      `Control API: ${sim.endpoint}/_sim/state (GET), /_sim/faults, /_sim/kill, /_sim/target-error, /_sim/instances, /_sim/terminate (POST)`,
+      `Control API: ${sim.endpoint}/_sim/state (GET), /_sim/faults, /_sim/kill, /_sim/target-error, /_sim/instances, /_sim/terminate, /_sim/wan (POST)`,
       'Press Ctrl-C to stop.',
       '',
     ];

@@ -17,6 +17,7 @@ import {
   type GatewayViolation,
   MAX_FRAME_BYTES,
 } from './types.js';
+import { Wan } from './wan.js';
 
 const MAX_LOG_ENTRIES = 1_000;
 const MAX_EVENTS_PER_SESSION = 200;
@@ -29,11 +30,13 @@ export class GatewayCore {
   readonly relays = new Map<string, Relay>();
   readonly sockets = new Set<WebSocket>();
   readonly wss: WebSocketServer;
+  readonly wan: Wan;
   closed = false;
 
   constructor(readonly opts: GatewayOptions) {
     this.log = opts.logger;
     this.faults = opts.faults ?? new FaultInjector([], 1);
+    this.wan = opts.wan ?? new Wan(undefined);
     // ws would negotiate compression by default; upstream never does (SPEC 3.2).
     this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_FRAME_BYTES });
   }
@@ -45,7 +48,12 @@ export class GatewayCore {
   ensureRelay(session: SimSession): Relay {
     let relay = this.relays.get(session.sessionId);
     if (relay) return relay;
-    relay = createRelay(session, this.opts.maxQueuedFrames ?? DEFAULT_MAX_QUEUED_FRAMES, this.now());
+    relay = createRelay(
+      session,
+      this.opts.maxQueuedFrames ?? DEFAULT_MAX_QUEUED_FRAMES,
+      this.now(),
+      this.wan.down,
+    );
     this.relays.set(session.sessionId, relay);
     return relay;
   }

@@ -22,6 +22,7 @@ import type {
   GatewaySessionStats,
   GatewayViolation,
 } from './types.js';
+import type { Wan } from './wan.js';
 
 export class Gateway {
   readonly violations: GatewayViolation[];
@@ -106,6 +107,11 @@ export class Gateway {
     return [...this.core.relays.keys()].map((id) => this.sessionStats(id)!);
   }
 
+  /** The client's WAN link: its settings and what crossed it. */
+  wanStats(): ReturnType<Wan['stats']> {
+    return this.core.wan.stats();
+  }
+
   /** The spawned agent's own statistics, if the session has one. */
   agentStats(sessionId: string): unknown {
     return this.core.relays.get(sessionId)?.agentProc?.stats();
@@ -124,6 +130,7 @@ export class Gateway {
     core.opts.registry.off('started', this.onStartedListener);
     core.opts.registry.off('terminated', this.onTerminatedListener);
     this.faults.dispose();
+    core.wan.dispose();
     for (const relay of core.relays.values()) {
       clearTimers(relay);
       if (relay.stopTimer) clearTimeout(relay.stopTimer);

@@ -18,3 +18,4 @@ export {
   MAX_FRAME_BYTES,
   TerminateReason,
 } from './types.js';
+export { validateWan, Wan, type WanOptions, type WanSettings, WanSpecError } from './wan.js';

@@ -96,10 +96,17 @@ export function endSession(core: GatewayCore, relay: Relay, reason: string): voi
   relay.stats.channelClosedOutput = output;
   core.event(relay, `session ended: ${reason}`);
   const closed = channelClosed(core, session, output);
-  if (isOpen(relay.client)) {
-    relay.client.send(closed, { binary: true });
+  const client = relay.client;
+  if (isOpen(client)) {
     relay.stats.channelClosedToClient++;
-    relay.client.close(CloseCode.SessionEnded, 'session ended');
+    // Behind whatever is still in flight to the client on the WAN's downlink.
+    const send = () => {
+      if (!isOpen(client)) return;
+      client.send(closed, { binary: true });
+      client.close(CloseCode.SessionEnded, 'session ended');
+    };
+    if (relay.down) relay.down.send(closed.length, send);
+    else send();
   }
   if (isOpen(relay.agent)) {
     relay.agent.send(closed, { binary: true });

@@ -49,14 +49,23 @@ export async function upgrade(
       return;
     }
   }
+  // Over the client's WAN the 101 answer arrives one round trip after the request left.
+  const viaWan = core.opts.viaWan?.(req) ?? true;
+  if (viaWan) await core.wan.delayRtt();
   if (socket.destroyed || core.closed) {
     socket.destroy();
     return;
   }
-  core.wss.handleUpgrade(req, socket, head, (ws) => onSocket(core, ws, sessionId, signed));
+  core.wss.handleUpgrade(req, socket, head, (ws) => onSocket(core, ws, sessionId, signed, viaWan));
 }
 
-function onSocket(core: GatewayCore, ws: WebSocket, sessionId: string, signed: boolean): void {
+function onSocket(
+  core: GatewayCore,
+  ws: WebSocket,
+  sessionId: string,
+  signed: boolean,
+  viaWan: boolean,
+): void {
   core.sockets.add(ws);
   let role: Role = { kind: 'opening' };
   const openTimer = setTimeout(() => {
@@ -68,19 +77,26 @@ function onSocket(core: GatewayCore, ws: WebSocket, sessionId: string, signed: b
   openTimer.unref();
 
   ws.on('error', (err) => core.log.debug({ err, sessionId }, 'data channel socket error'));
-  // One listener with a role switch, so frames right behind the open frame are never missed.
+  // One listener with a role switch, so frames right behind the open frame are never missed. A client's
+  // frames, its open frame included, first cross the WAN's uplink (in order, as they were sent).
   ws.on('message', (data, isBinary) => {
+    const frame = toBuffer(data);
+    if (viaWan) core.wan.up.send(frame.length, () => onFrame(frame, isBinary));
+    else onFrame(frame, isBinary);
+  });
+  const onFrame = (frame: Buffer, isBinary: boolean) => {
+    if (core.closed) return;
     try {
       switch (role.kind) {
         case 'opening':
           clearTimeout(openTimer);
-          role = onOpenFrame(core, ws, sessionId, toBuffer(data), isBinary, signed);
+          role = onOpenFrame(core, ws, sessionId, frame, isBinary, signed);
           return;
         case 'client':
-          fromClient(core, role.relay, ws, toBuffer(data));
+          fromClient(core, role.relay, ws, frame);
           return;
         case 'agent':
-          fromAgent(core, role.relay, ws, toBuffer(data));
+          fromAgent(core, role.relay, ws, frame);
           return;
         case 'refused':
           return;
@@ -89,15 +105,20 @@ function onSocket(core: GatewayCore, ws: WebSocket, sessionId: string, signed: b
       // A frame must never take the gateway down; log it and carry on.
       core.log.error({ err, sessionId }, 'relay error');
     }
-  });
+  };
   ws.on('close', (code, reason) => {
     clearTimeout(openTimer);
     core.sockets.delete(ws);
-    if (role.kind !== 'client' && role.kind !== 'agent') return;
-    const text = reason.toString();
-    const why = `${code}${text ? ` ${text}` : ''}`;
-    if (role.kind === 'client') onClientClose(core, role.relay, ws, why);
-    else onAgentClose(core, role.relay, ws, why);
+    const closed = () => {
+      if (role.kind !== 'client' && role.kind !== 'agent') return;
+      const text = reason.toString();
+      const why = `${code}${text ? ` ${text}` : ''}`;
+      if (role.kind === 'client') onClientClose(core, role.relay, ws, why);
+      else onAgentClose(core, role.relay, ws, why);
+    };
+    // The close travels behind the frames sent before it.
+    if (viaWan) core.wan.up.send(0, closed);
+    else closed();
   });
 }
 

@@ -15,6 +15,7 @@ import type { SimSession } from '../sessions.js';
 import type { GatewayCore } from './core.js';
 import { EMPTY, isOpen } from './http.js';
 import type { AgentHandle, GatewaySessionStats } from './types.js';
+import type { WanLink } from './wan.js';
 
 const AGENT_SESSION_STATE = Buffer.from(MessageType.AgentSessionState, 'latin1');
 /** Shorter than a message header: relayed anyway (the gateway does not parse), but recorded. */
@@ -84,11 +85,14 @@ export interface Relay {
   stopTimer?: NodeJS.Timeout;
   stats: RelayStats;
   events: string[];
+  /** The WAN's downlink (gateway to client); the uplink shapes client frames as they arrive (open.ts). */
+  down?: WanLink;
 }
 
-export function createRelay(session: SimSession, queueCapacity: number, now: number): Relay {
+export function createRelay(session: SimSession, queueCapacity: number, now: number, down?: WanLink): Relay {
   return {
     session,
+    down,
     forClient: new FrameQueue(queueCapacity),
     forAgent: new FrameQueue(queueCapacity),
     agentTokens: new Set(),
@@ -174,7 +178,7 @@ function consumeSessionState(core: GatewayCore, relay: Relay, frame: Buffer): vo
   }
 }
 
-/** Hands a frame to `to`'s socket, or queues it while that side is away. */
+/** Hands a frame to `to`'s socket, or queues it while that side is away; the client's across the WAN. */
 export function forward(relay: Relay, to: FaultSide, frame: Buffer): void {
   if (relay.ended) return;
   const s = relay.stats;
@@ -190,6 +194,16 @@ export function forward(relay: Relay, to: FaultSide, frame: Buffer): void {
     if (relay.forAgent.push(frame)) s.queueDroppedForAgent++;
     return;
   }
+  if (relay.down) relay.down.send(frame.length, () => toClient(relay, frame));
+  else toClient(relay, frame);
+}
+
+/**
+ * The downlink's far end. No `ended` check: what was in flight when the session ended still arrives,
+ * ahead of the channel_closed that followed it on the same link.
+ */
+function toClient(relay: Relay, frame: Buffer): void {
+  const s = relay.stats;
   const client = relay.client;
   if (isOpen(client)) {
     sendBatched(client, frame);
@@ -197,6 +211,7 @@ export function forward(relay: Relay, to: FaultSide, frame: Buffer): void {
     s.bytesAgentToClient += frame.length;
     return;
   }
+  if (relay.ended) return;
   s.queuedForClient++;
   if (relay.forClient.push(frame)) s.queueDroppedForClient++;
 }

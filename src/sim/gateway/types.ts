@@ -4,11 +4,13 @@
  * behaviour is in the other files of this folder; src/sim/gateway.ts re-exports the public names.
  */
 
+import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import type { SimAgentOptions } from '../agent/index.js';
 import type { FaultInjector, FaultSide } from '../faults.js';
 import type { SessionRegistry, SimSession } from '../sessions.js';
 import type { SimCredential } from '../sigv4.js';
+import type { Wan } from './wan.js';
 
 /**
  * Close codes for data-channel sockets the gateway refuses or ends. The real service's codes are not
@@ -99,6 +101,13 @@ export interface GatewayOptions {
   agentGraceMs?: number;
   maxQueuedFrames?: number;
   faults?: FaultInjector;
+  /** The client's link to AWS (wan.ts); shared with the SSM API so both read the same settings. */
+  wan?: Wan;
+  /**
+   * Whether an upgrade came over the client's WAN (the public endpoint) rather than from an agent
+   * inside AWS; default: every upgrade does.
+   */
+  viaWan?: (req: IncomingMessage) => boolean;
   logger: Logger;
   now?: () => number;
 }

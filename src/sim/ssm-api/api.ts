@@ -29,6 +29,11 @@ export interface SsmApiOptions {
   /** Builds the StreamUrl for a session (the gateway owns the host/port). */
   streamUrl(sessionId: string): string;
   now?: () => number;
+  /**
+   * The client's round trip to AWS (the WAN model), read per call: the request takes half of it to
+   * arrive and the answer the other half. Default 0.
+   */
+  rttMs?: () => number;
 }
 
 export interface ApiCall {
@@ -118,6 +123,12 @@ export class SsmApi {
     return this.opts.now?.() ?? Date.now();
   }
 
+  /** Half the WAN's round trip: the time a request, or its answer, spends on the way. */
+  private halfRoundTrip(): Promise<void> {
+    const ms = (this.opts.rttMs?.() ?? 0) / 2;
+    return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
+  }
+
   private async process(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const rawTarget = req.headers['x-amz-target'];
     const op =
@@ -142,6 +153,7 @@ export class SsmApi {
       return;
     }
 
+    await this.halfRoundTrip();
     const now = this.now();
     const auth = await verifySigV4(
       { method: req.method ?? 'POST', url: req.url ?? '/', headers: req.headers, body },
@@ -234,6 +246,8 @@ export class SsmApi {
     // The SDK corrects its clock skew from this header, so it must follow the simulated clock.
     res.setHeader('date', new Date(this.now()).toUTCString());
     if (isError) res.setHeader('x-amzn-errortype', result.code);
-    res.end(payload, after);
+    const ms = (this.opts.rttMs?.() ?? 0) / 2;
+    if (ms > 0) setTimeout(() => res.end(payload, after), ms);
+    else res.end(payload, after);
   }
 }

@@ -1,0 +1,234 @@
+/**
+ * A model of the client's wide-area link to AWS: the network between a client (daemon, plugin) and
+ * the service's public endpoint, which the gateway and the SSM API are behind. The agent reaches the
+ * gateway inside AWS, so its side is never shaped.
+ *
+ * One link per direction, shared by every client socket (all clients of a simulator run on one
+ * machine and so share its uplink and downlink): a frame first waits for the link to be free, is
+ * serialised at the link's bandwidth, then travels rtt/2 plus a random jitter in [0, jitterMs). The
+ * link is a FIFO: a frame never arrives before one sent ahead of it, so jitter alone never reorders
+ * (ask the fault injector for reordering). Its queue is unbounded on purpose: the real path is TCP,
+ * which holds data back rather than dropping it. HTTP calls (the SSM API) and WebSocket upgrades pay
+ * one rtt each (delayRtt); the TCP and TLS set-up of a fresh connection is not modelled.
+ */
+
+import { mulberry32 } from '../random.js';
+
+/** What SimulatorOptions.wan and POST /_sim/wan take; absent fields are 0 (0 bandwidth: unlimited). */
+export interface WanOptions {
+  rttMs?: number;
+  jitterMs?: number;
+  /** Megabits per second; up = client to AWS, down = AWS to client. */
+  bandwidthMbps?: { up?: number; down?: number };
+}
+
+export interface WanSettings {
+  rttMs: number;
+  jitterMs: number;
+  bandwidthMbps: { up: number; down: number };
+}
+
+export interface WanLinkStats {
+  frames: number;
+  bytes: number;
+  /** Frames in flight or waiting for the link right now. */
+  inFlight: number;
+  /** Largest number ever in flight at once. */
+  maxInFlight: number;
+}
+
+export class WanSpecError extends Error {
+  readonly code = 'BAD_WAN_SPEC';
+  readonly fix = 'use { rttMs, jitterMs, bandwidthMbps: { up, down } } with numbers >= 0 (0 = none)';
+  constructor(message: string) {
+    super(message);
+    this.name = 'WanSpecError';
+  }
+}
+
+const MAX_DELAY_MS = 60_000;
+const MAX_MBPS = 100_000;
+const NO_WAN: WanSettings = Object.freeze({
+  rttMs: 0,
+  jitterMs: 0,
+  bandwidthMbps: Object.freeze({ up: 0, down: 0 }),
+}) as WanSettings;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function num(v: unknown, where: string, max: number): number {
+  if (v === undefined) return 0;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > max) {
+    throw new WanSpecError(`${where} must be a number from 0 to ${max}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+/** Checks a WAN spec from a user (options, control API); throws WanSpecError with the field's name. */
+export function validateWan(v: unknown): WanSettings {
+  if (v === undefined || v === null) return NO_WAN;
+  if (!isObject(v)) throw new WanSpecError('wan must be an object');
+  for (const k of Object.keys(v)) {
+    if (!['rttMs', 'jitterMs', 'bandwidthMbps'].includes(k))
+      throw new WanSpecError(`wan.${k} is not a WAN option`);
+  }
+  const bw = v.bandwidthMbps;
+  if (bw !== undefined && !isObject(bw)) throw new WanSpecError('wan.bandwidthMbps must be { up, down }');
+  for (const k of Object.keys(bw ?? {})) {
+    if (k !== 'up' && k !== 'down') throw new WanSpecError(`wan.bandwidthMbps.${k} is not up or down`);
+  }
+  return {
+    rttMs: num(v.rttMs, 'wan.rttMs', MAX_DELAY_MS),
+    jitterMs: num(v.jitterMs, 'wan.jitterMs', MAX_DELAY_MS),
+    bandwidthMbps: {
+      up: num(bw?.up, 'wan.bandwidthMbps.up', MAX_MBPS),
+      down: num(bw?.down, 'wan.bandwidthMbps.down', MAX_MBPS),
+    },
+  };
+}
+
+interface InFlight {
+  at: number;
+  deliver: () => void;
+}
+
+/** One direction of the link. */
+export class WanLink {
+  private readonly queue: InFlight[] = [];
+  private head = 0;
+  private timer: NodeJS.Timeout | undefined;
+  /** When the link has finished serialising everything handed to it so far. */
+  private busyUntil = 0;
+  /** When the last frame handed to it arrives; no later frame may arrive sooner. */
+  private lastAt = 0;
+  private disposed = false;
+  readonly stats: WanLinkStats = { frames: 0, bytes: 0, inFlight: 0, maxInFlight: 0 };
+
+  constructor(
+    private readonly settings: () => { oneWayMs: number; jitterMs: number; mbps: number },
+    private readonly rng: () => number,
+  ) {}
+
+  /** Carries `bytes` across the link; `deliver` runs when they arrive (synchronously if there is no WAN). */
+  send(bytes: number, deliver: () => void): void {
+    if (this.disposed) return;
+    this.stats.frames++;
+    this.stats.bytes += bytes;
+    const { oneWayMs, jitterMs, mbps } = this.settings();
+    const idle = this.length === 0;
+    if (idle && oneWayMs === 0 && jitterMs === 0 && mbps === 0) {
+      deliver();
+      return;
+    }
+    const now = performance.now();
+    const start = Math.max(now, this.busyUntil);
+    const done = mbps > 0 ? start + (bytes * 8) / (mbps * 1000) : start;
+    this.busyUntil = done;
+    const at = Math.max(done + oneWayMs + (jitterMs > 0 ? this.rng() * jitterMs : 0), this.lastAt);
+    this.lastAt = at;
+    this.queue.push({ at, deliver });
+    this.stats.inFlight = this.length;
+    if (this.stats.inFlight > this.stats.maxInFlight) this.stats.maxInFlight = this.stats.inFlight;
+    if (idle) this.arm(at - now);
+  }
+
+  get length(): number {
+    return this.queue.length - this.head;
+  }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(() => this.due(), Math.max(0, ms));
+  }
+
+  private due(): void {
+    this.timer = undefined;
+    // Never early: a timer that fires a fraction of a millisecond before the head is due re-arms.
+    const now = performance.now();
+    while (this.head < this.queue.length && this.queue[this.head].at <= now) {
+      const item = this.queue[this.head];
+      this.queue[this.head++] = undefined as unknown as InFlight;
+      try {
+        item.deliver();
+      } catch {
+        // A delivery is a socket send; one that throws must not stall the frames behind it.
+      }
+    }
+    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue.splice(0, this.head);
+      this.head = 0;
+    }
+    this.stats.inFlight = this.length;
+    if (this.length > 0 && !this.disposed) this.arm(this.queue[this.head].at - performance.now());
+  }
+
+  /** Drops everything in flight (the simulator is closing). */
+  dispose(): void {
+    this.disposed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.queue.length = 0;
+    this.head = 0;
+    this.stats.inFlight = 0;
+  }
+}
+
+/** Both directions and the settings they read; `set` changes them for every frame sent from then on. */
+export class Wan {
+  private current: WanSettings = NO_WAN;
+  /** Client to AWS. */
+  readonly up: WanLink;
+  /** AWS to client. */
+  readonly down: WanLink;
+
+  constructor(settings: unknown, seed = 1) {
+    this.current = validateWan(settings);
+    this.up = new WanLink(
+      () => ({
+        oneWayMs: this.current.rttMs / 2,
+        jitterMs: this.current.jitterMs,
+        mbps: this.current.bandwidthMbps.up,
+      }),
+      mulberry32(seed ^ 0x5a17),
+    );
+    this.down = new WanLink(
+      () => ({
+        oneWayMs: this.current.rttMs / 2,
+        jitterMs: this.current.jitterMs,
+        mbps: this.current.bandwidthMbps.down,
+      }),
+      mulberry32(seed ^ 0xd0e1),
+    );
+  }
+
+  get settings(): WanSettings {
+    return structuredClone(this.current);
+  }
+
+  /** Takes unchecked input (the control API's body): validated here. */
+  set(settings: unknown): WanSettings {
+    this.current = validateWan(settings);
+    return this.settings;
+  }
+
+  get rttMs(): number {
+    return this.current.rttMs;
+  }
+
+  /** One round trip (a request and its answer), for HTTP calls and upgrades; immediate without a WAN. */
+  delayRtt(): Promise<void> {
+    const ms = this.current.rttMs;
+    if (ms <= 0) return Promise.resolve();
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  stats(): { settings: WanSettings; up: WanLinkStats; down: WanLinkStats } {
+    return { settings: this.settings, up: { ...this.up.stats }, down: { ...this.down.stats } };
+  }
+
+  dispose(): void {
+    this.up.dispose();
+    this.down.dispose();
+  }
+}
