@@ -64,6 +64,11 @@ export const tunnelStatusSchema = {
     reconnects: { type: 'integer' },
     sessionsStarted: { type: 'integer' },
     openedAt: { type: 'string' },
+    logins: {
+      type: 'object',
+      additionalProperties: true,
+      description: 'auth = "iam": logins, loginFailures by reason, cancels',
+    },
     lastError: {
       type: 'object',
       properties: {
@@ -97,6 +102,9 @@ export const tunnelBodyProperties = {
   db_name: key('database name'),
   ca_bundle: key('PEM file of CAs for TLS verification'),
   sslmode: key('libpq sslmode, default "verify-full"'),
+  auth: key('"none" (plain forwarding) or "iam" (the local port logs in to RDS for the client)'),
+  db_users: key('more database users allowed through an auth = "iam" tunnel'),
+  allow_other_users: key('boolean: let other local OS users connect to an auth = "iam" tunnel'),
   idle_timeout: key('"10m", "90s", seconds, or "0"'),
   lazy: key('boolean'),
   endpoint: key('SSM endpoint URL override'),

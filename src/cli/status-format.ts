@@ -89,6 +89,14 @@ export function formatStatus(rows: StatusRow[], colour = false): string {
       `  target ${t.target}${via}, ${t.sessionsStarted} sessions started${t.origin === 'api' ? ', added over the API' : ''}`,
     );
     if (t.note) out.push(`  ${t.note}`);
+    if (t.logins) {
+      const failed = Object.entries(t.logins.loginFailures).filter(([, n]) => n > 0);
+      const reasons = failed.map(([r, n]) => `${r} ${n}`).join(', ');
+      const refused = failed.reduce((a, [, n]) => a + n, 0);
+      out.push(
+        `  IAM logins ${t.logins.logins}, refused ${refused}${reasons ? ` (${reasons})` : ''}, cancels ${t.logins.cancels}`,
+      );
+    }
     if (t.listenRetry)
       out.push(`  local port busy: retry ${t.listenRetry.attempt} at ${t.listenRetry.nextAt}`);
     if (t.lastError) {

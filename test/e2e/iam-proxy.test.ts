@@ -10,7 +10,13 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/net.js';
 import { type PgCluster, pgTool, startPostgres } from '../helpers/postgres.js';
-import { type DaemonProcess, type SimProcess, startDaemonProcess, startSimProcess } from './harness.js';
+import {
+  type DaemonProcess,
+  runCli,
+  type SimProcess,
+  startDaemonProcess,
+  startSimProcess,
+} from './harness.js';
 
 for (const k of Object.keys(process.env)) if (k.startsWith('PG')) delete process.env[k];
 
@@ -204,6 +210,22 @@ describe('auth = "iam": a passwordless local PostgreSQL port', () => {
     const r = await psql([conninfo(), '-Atc', 'select 1'], { user: 'nobody' });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/ssmtun: .*another (local|OS) user/i);
+  });
+
+  it('status and /metrics count the logins and the refusals by reason', async () => {
+    const metrics = await (await fetch(`http://127.0.0.1:${daemon.apiPort}/metrics`)).text();
+    const logins = Number(/^ssmtun_tunnel_logins_total\{tunnel="orders"\} (\d+)$/m.exec(metrics)?.[1]);
+    expect(logins).toBeGreaterThanOrEqual(12); // psql x2, node-postgres, pgbench's 9, the cancelled psql
+    expect(metrics).toMatch(
+      /^ssmtun_tunnel_login_failures_total\{tunnel="orders",reason="user-not-allowed"\} 1$/m,
+    );
+    expect(metrics).toMatch(
+      /^ssmtun_tunnel_login_failures_total\{tunnel="orders",reason="other-os-user"\} 1$/m,
+    );
+    const status = await runCli(['status', 'orders'], daemon.env);
+    expect(status.stdout).toMatch(
+      new RegExp(`IAM logins ${logins}, refused 2 \\(.*user-not-allowed 1.*\\), cancels 1`),
+    );
   });
 
   it('expired credentials give an ErrorResponse with the fix; the next connection after the fix works', async () => {

@@ -91,6 +91,29 @@ export async function metricsRegistry(deps: ApiDeps): Promise<Registry> {
     },
   });
   new Counter({
+    name: 'ssmtun_tunnel_logins_total',
+    help: 'auth = "iam": logins through the PostgreSQL front',
+    labelNames: ['tunnel'],
+    registers: [register],
+    collect() {
+      this.reset();
+      for (const t of list()) if (t.logins) this.inc({ tunnel: t.name }, t.logins.logins);
+    },
+  });
+  new Counter({
+    name: 'ssmtun_tunnel_login_failures_total',
+    help: 'auth = "iam": refused or failed logins by reason',
+    labelNames: ['tunnel', 'reason'],
+    registers: [register],
+    collect() {
+      this.reset();
+      for (const t of list()) {
+        for (const [reason, n] of Object.entries(t.logins?.loginFailures ?? {}))
+          this.inc({ tunnel: t.name, reason }, n);
+      }
+    },
+  });
+  new Counter({
     name: 'ssmtun_token_refreshes_total',
     help: 'RDS IAM auth tokens signed',
     labelNames: ['tunnel'],

@@ -88,6 +88,9 @@ const ADD_FLAGS = {
   endpoint: 'string',
   bind: 'list',
   lazy: 'boolean',
+  auth: 'string',
+  'db-users': 'list',
+  'allow-other-users': 'boolean',
 } as const;
 
 const ADD_USAGE = `usage: ssmtun add NAME --region R (--target i-… | --target-tag K=V) --remote-port N --local-port N [...]
@@ -97,6 +100,7 @@ Adds a tunnel to the running daemon without editing the config file; it is kept 
 file, so it survives restarts. Remove it with ssmtun rm NAME. Every config key works as a flag:
   --remote-host H --profile P --engine postgres|mysql --db-user U --db-name D --ca-bundle F
   --sslmode M --idle-timeout 10m --endpoint URL --bind 127.0.0.1,::1 --lazy true|false
+  --auth iam --db-users a,b --allow-other-users true|false
 Mistakes get the config file's messages, e.g. a misspelt region or a busy local port.
 ${CLIENT_OPTIONS_HELP}
 `;
