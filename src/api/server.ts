@@ -42,6 +42,32 @@ export interface ApiDeps {
   socketPath?: string;
   /** The TCP port served: Host must name it. */
   port?: number;
+  /** Internal: build the copy that generates /openapi.json. */
+  openapi?: boolean;
+}
+
+function openApiOptions(version: string) {
+  return {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'ssmtun daemon API',
+        version,
+        description:
+          'Local API of the ssmtun daemon. Reads are open on loopback; routes that change state or hand out credentials need `Authorization: Bearer <key>` (the key file in the state dir) or the unix socket.',
+      },
+      components: { securitySchemes: { apiKey: { type: 'http' as const, scheme: 'bearer' } } },
+    },
+  };
+}
+
+/** The OpenAPI 3 document of every route, from a throw-away copy of the API that never listens. */
+async function openApiDocument(deps: ApiDeps): Promise<unknown> {
+  const copy = buildApi({ ...deps, logger: undefined, openapi: true });
+  await copy.ready();
+  const doc = copy.swagger();
+  await copy.close();
+  return doc;
 }
 
 const STATUS_BY_CODE: Partial<Record<TunnelErrorCode, number>> = {
@@ -91,18 +117,9 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     );
   });
 
-  app.register(swagger, {
-    openapi: {
-      openapi: '3.0.3',
-      info: {
-        title: 'ssmtun daemon API',
-        version: deps.version,
-        description:
-          'Local API of the ssmtun daemon. Reads are open on loopback; routes that change state or hand out credentials need `Authorization: Bearer <key>` (the key file in the state dir) or the unix socket.',
-      },
-      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
-    },
-  });
+  // The OpenAPI document is made on demand by a copy of the API with the swagger plugin (see
+  // openApiDocument): a daemon nobody asks for it does not keep the plugin's per-route copies.
+  if (deps.openapi) app.register(swagger, openApiOptions(deps.version));
   registerSecurity(app, deps.trusted ? undefined : deps.port);
   registerAuth(app, {
     apiKey: deps.apiKey,
@@ -142,7 +159,11 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     reloadRoutes(api, deps);
     eventRoutes(api, deps);
     metricsRoutes(api, deps);
-    api.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    let doc: Promise<unknown> | undefined;
+    api.get('/openapi.json', { schema: { hide: true } }, async () => {
+      doc ??= openApiDocument(deps);
+      return doc;
+    });
   });
   return app;
 }
