@@ -30,6 +30,9 @@ async function measureSection(ctx: Ctx, section: SectionName, opening: Map<strin
   const stress: Row[] = [];
   for (const part of PARTS) {
     if (!ctx.opts.parts.has(part.name)) continue;
+    if (!part.preparesClients) {
+      for (const c of ctx.clients) await c.beforePart?.(section);
+    }
     const { rows, summary } = await part.measure(ctx, section);
     (part.stress ? stress : figures).push(...(opening.get(part.name) ?? []), ...rows);
     summaries.push(...(summary ?? []));
@@ -78,6 +81,8 @@ async function main(): Promise<number> {
       sections.push(await measureSection(ctx, s, s === opts.sections[0] ? opening : new Map()));
     }
     for (const part of selected) notes.push(...(part.notes?.(ctx) ?? []));
+    // A section none of the selected parts measured anything in (e.g. --only wan) is left out.
+    const shown = sections.filter((s) => s.rows.length > 0);
     if (ctx.clients.some((c) => c.kind === 'cmd')) {
       notes.push('cmd: lazy open = StartSession + starting the program + its port listening + first byte');
     }
@@ -93,7 +98,7 @@ async function main(): Promise<number> {
         platform: `${process.platform} ${process.arch}`,
       },
       clients: ctx.clients.map((c) => c.name),
-      sections,
+      sections: shown,
       seconds: (performance.now() - t0) / 1000,
       notes,
     };

@@ -16,6 +16,8 @@ export const USAGE = `usage: npm run bench -- [--quick] [--json] [--chart FILE] 
   --sections LIST         unpaced,paced (default both)
   --only LIST             ${PART_NAMES.join(',')} (default all)
   --runs N                runs per figure (default 3, --quick 2)
+  --sessions LIST         session pool sizes the wan part compares, 1..16 (default 1,4); sessions = N is
+                          written to the tunnel config only for N > 1
   --runtime build|tsx     run the sim and daemon from a compiled build (default) or through tsx
   --daemon-node-args STR  extra node flags for the daemon, e.g. "--cpu-prof --cpu-prof-dir=bench/out/prof"
   --sim-node-args STR     the same for the simulator
@@ -39,6 +41,11 @@ export interface Plan {
   manyRuns: number;
   overrunBytes: number;
   slowSinkRate: number;
+  /** wan part: bytes per download (1 and 8 connections), the upload, the parallel read and its runs. */
+  wanDown: number;
+  wanUpload: number;
+  wanRead: number;
+  wanReadRuns: number;
   watchdogMs: number;
 }
 
@@ -57,6 +64,10 @@ const PLANS: Record<'quick' | 'full', Plan> = {
     manyRuns: 1,
     overrunBytes: 20 * MB,
     slowSinkRate: 10 * MB,
+    wanDown: 1 * MiB,
+    wanUpload: 8 * MiB,
+    wanRead: 8 * MB,
+    wanReadRuns: 1,
     watchdogMs: 6 * 60_000,
   },
   full: {
@@ -73,6 +84,10 @@ const PLANS: Record<'quick' | 'full', Plan> = {
     manyRuns: 2,
     overrunBytes: 200 * MB,
     slowSinkRate: 10 * MB,
+    wanDown: 2 * MiB,
+    wanUpload: 32 * MiB,
+    wanRead: 50 * MB,
+    wanReadRuns: 2,
     watchdogMs: 25 * 60_000,
   },
 };
@@ -91,6 +106,7 @@ export function parseOptions(argv: string[]) {
       sections: { type: 'string' },
       only: { type: 'string' },
       runs: { type: 'string' },
+      sessions: { type: 'string' },
       runtime: { type: 'string' },
       'daemon-node-args': { type: 'string' },
       'sim-node-args': { type: 'string' },
@@ -112,6 +128,16 @@ export function parseOptions(argv: string[]) {
   for (const s of sections) if (!(s in INSTANCES)) throw new Error(`--sections: unknown section ${s}`);
   const parts = new Set((values.only ?? PART_NAMES.join(',')).split(',').map((s) => s.trim()));
   for (const p of parts) if (!PART_NAMES.includes(p)) throw new Error(`--only: unknown part ${p}`);
+  const sessions = [
+    ...new Set(
+      (values.sessions ?? '1,4').split(',').map((s) => {
+        const n = Number(s.trim());
+        if (!Number.isInteger(n) || n < 1 || n > 16)
+          throw new Error(`--sessions: ${JSON.stringify(s)} is not a pool size 1..16 (e.g. --sessions 1,4)`);
+        return n;
+      }),
+    ),
+  ];
   const runtime = (values.runtime ?? 'build') as Runtime;
   if (runtime !== 'build' && runtime !== 'tsx') throw new Error('--runtime must be build or tsx');
   const clients = values.client ?? [];
@@ -129,6 +155,7 @@ export function parseOptions(argv: string[]) {
     clientWaitMs: (int('client-wait', values['client-wait'], 1, 3600) ?? 120) * 1000,
     sections,
     parts,
+    sessions,
     runtime,
     daemonNodeArgs: (values['daemon-node-args'] ?? '').split(/\s+/).filter(Boolean),
     simNodeArgs: (values['sim-node-args'] ?? '').split(/\s+/).filter(Boolean),

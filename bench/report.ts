@@ -18,6 +18,8 @@ export interface Cell {
   runs: number[];
   value?: number;
   error?: string;
+  /** Why there is no figure, shown in place of one (e.g. a feature this build does not have). */
+  note?: string;
 }
 
 export interface Row {
@@ -75,6 +77,12 @@ export function record(r: Row, client: string, value: number | Error | undefined
   cell.value = cell.runs.length ? median(cell.runs) : undefined;
 }
 
+/** A cell with no figure and the reason instead ("n/a (...)"), neither a result nor a failure. */
+export function recordNote(r: Row, client: string, note: string): void {
+  r.cells[client] ??= { runs: [] };
+  r.cells[client].note = note;
+}
+
 export const atLeast = (n: number, unitText = ''): Target => ({
   text: `>= ${n}${unitText}`,
   ok: (v) => v >= n,
@@ -105,7 +113,7 @@ function ratioText(r: Row, v: number, d: number | undefined): string {
 function cellText(r: Row, client: string): string {
   const c = r.cells[client];
   if (!c) return 'n/a';
-  if (c.value === undefined) return c.error ? 'FAIL' : 'n/a';
+  if (c.value === undefined) return c.error ? 'FAIL' : c.note ? `n/a (${c.note})` : 'n/a';
   const d = client === 'direct' ? undefined : r.cells.direct?.value;
   const parts = [fmt(c.value)];
   const rt = ratioText(r, c.value, d);

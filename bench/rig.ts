@@ -21,9 +21,9 @@ export interface Rig {
 /** Starts the rig; `notes` gets what the report should say about what could not be started. */
 export async function startRig(opts: Options, notes: string[]): Promise<Rig> {
   if (opts.runtime === 'build') await ensureBuild();
-  const usePg = opts.parts.has('pgbench') && pgAvailable();
-  if (opts.parts.has('pgbench') && !usePg)
-    notes.push('PostgreSQL server binaries not found: pgbench rows skipped');
+  const wantPg = opts.parts.has('pgbench') || opts.parts.has('wan');
+  const usePg = wantPg && pgAvailable();
+  if (wantPg && !usePg) notes.push('PostgreSQL server binaries not found: pgbench rows skipped');
   const [sim, server, pg] = await Promise.all([
     startSim(opts.runtime, opts.simPort, opts.simNodeArgs),
     startBenchServer(opts.serverPort),

@@ -12,6 +12,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -21,6 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { apiKeyFile } from '../src/daemon/paths.js';
 import { freePort } from '../src/sim/net.js';
 import { isListening } from './procfs.js';
 import { log, pollUntil, sleep, withTimeout } from './util.js';
@@ -133,7 +135,15 @@ export async function ensureBuild(): Promise<void> {
   rmSync(BUILD_ROOT, { recursive: true, force: true });
   mkdirSync(BUILD_DIR, { recursive: true });
   symlinkSync(path.join(ROOT, 'node_modules'), path.join(BUILD_ROOT, 'node_modules'), 'dir');
-  writeFileSync(path.join(BUILD_ROOT, 'package.json'), '{"type":"module"}\n');
+  // The CLI reads its version from ../../package.json of the build (the daemon's /health needs it).
+  const { name, version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+    name: string;
+    version: string;
+  };
+  writeFileSync(
+    path.join(BUILD_ROOT, 'package.json'),
+    `${JSON.stringify({ name, version, type: 'module' })}\n`,
+  );
   const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
   await new Promise<void>((resolve, reject) =>
     execFile(
@@ -215,6 +225,8 @@ export interface TunnelDef {
   target: string;
   remotePort: number;
   localPort: number;
+  /** Session pool size; written only when > 1, so a build without pools still takes the config. */
+  sessions?: number;
 }
 
 function tunnelToml(sim: SimInfo, t: TunnelDef): string {
@@ -227,6 +239,7 @@ function tunnelToml(sim: SimInfo, t: TunnelDef): string {
     `local_port = ${t.localPort}`,
     'bind = ["127.0.0.1"]',
     `endpoint = "${sim.endpoint}"`,
+    ...(t.sessions !== undefined && t.sessions > 1 ? [`sessions = ${t.sessions}`] : []),
     '',
   ].join('\n');
 }
@@ -263,15 +276,26 @@ export async function startDaemon(
     `[daemon]\napi_port = ${apiPort}\nlog_level = "warn"\n\n${tunnels.map((t) => tunnelToml(sim, t)).join('\n')}`,
     { mode: 0o600 },
   );
+  // Its own state and runtime dirs: the API key, the unix socket and the state file of each bench
+  // daemon stay apart from each other's and from the user's own daemon.
+  const dirs = { XDG_STATE_HOME: path.join(dir, 'state'), XDG_RUNTIME_DIR: path.join(dir, 'run') };
+  mkdirSync(dirs.XDG_RUNTIME_DIR, { mode: 0o700 });
   const p = spawnTracked(
     process.execPath,
     cliArgs(opts.runtime, opts.nodeArgs ?? [], ['daemon', '--config', configFile]),
-    { ...process.env, ...awsEnv(sim, dir), SSMTUN_LOG_LEVEL: 'warn' },
+    { ...process.env, ...awsEnv(sim, dir), ...dirs, SSMTUN_LOG_LEVEL: 'warn' },
   );
+  let key: string | undefined;
+  const authorization = () => {
+    // Written by the daemon as it starts; changing calls (POST) need it.
+    key ??= readFileSync(apiKeyFile(dirs), 'utf8').trim();
+    return `Bearer ${key}`;
+  };
   p.proc.stdout!.on('data', () => {}); // JSON log lines (warnings only); not needed here
   const api = async <T>(pathname: string, method: 'GET' | 'POST' = 'GET') => {
     const res = await fetch(`http://127.0.0.1:${apiPort}${pathname}`, {
       method,
+      headers: method === 'GET' ? {} : { authorization: authorization() },
       signal: AbortSignal.timeout(30_000),
     });
     return (await res.json()) as T;
@@ -291,6 +315,20 @@ export async function startDaemon(
     50,
   );
   return { ...p, apiPort, api };
+}
+
+/** Closes a tunnel's sessions and waits until it has none (TerminateSession takes a round trip). */
+export async function closeTunnel(daemon: DaemonProcess, name: string): Promise<void> {
+  await daemon.api(`/tunnels/${name}/close`, 'POST');
+  await pollUntil(
+    async () => {
+      const st = await daemon.api<{ sessionId?: string }>(`/tunnels/${name}`);
+      return st.sessionId ? undefined : true;
+    },
+    10_000,
+    `tunnel ${name} without a session`,
+    20,
+  );
 }
 
 /** Waits until something listens on `port`, failing early if `proc` exits. */

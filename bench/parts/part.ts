@@ -33,6 +33,8 @@ export interface BenchPart {
   readonly name: string;
   /** A stress run: its rows come after every other part's rows and summaries. */
   readonly stress?: boolean;
+  /** The part calls Client.beforePart itself (e.g. after changing the network), not the runner. */
+  readonly preparesClients?: boolean;
   /** Once, before the first section; the rows it returns open this part's rows in the first section. */
   before?(ctx: Ctx): Promise<Row[]>;
   /** The part's measurements in one section (agent pacing off or on). */
