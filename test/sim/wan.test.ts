@@ -5,6 +5,7 @@
  */
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { createSsmGateway } from '../../src/daemon/aws.js';
 import { DOCUMENT_REMOTE_HOST } from '../../src/daemon/config.js';
 import { ClientSession } from '../../src/daemon/session.js';
@@ -119,6 +120,27 @@ describe('WAN model', () => {
     // Acks and handshake cross it too: more frames than the 7 data messages each way.
     expect(wan.up.frames).toBeGreaterThan(10);
     expect(wan.down.frames).toBeGreaterThan(10);
+  });
+
+  it('a WebSocket upgrade answers one RTT after its request, and a ping is answered after one more', async () => {
+    const rttMs = 40;
+    await start({ rttMs });
+    const t0 = performance.now();
+    const ws = new WebSocket(`${sim!.endpoint.replace('http', 'ws')}/v1/data-channel/s-0123456789abcdef0`);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      });
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(rttMs);
+      const t1 = performance.now();
+      const pong = new Promise<Buffer>((resolve) => ws.once('pong', resolve));
+      ws.ping('p');
+      expect((await pong).toString()).toBe('p');
+      expect(performance.now() - t1).toBeGreaterThanOrEqual(rttMs);
+    } finally {
+      ws.terminate();
+    }
   });
 
   it('a bandwidth-limited transfer takes at least size / bandwidth, byte-exact', async () => {

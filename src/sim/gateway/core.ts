@@ -37,8 +37,14 @@ export class GatewayCore {
     this.log = opts.logger;
     this.faults = opts.faults ?? new FaultInjector([], 1);
     this.wan = opts.wan ?? new Wan(undefined);
-    // ws would negotiate compression by default; upstream never does (SPEC 3.2).
-    this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_FRAME_BYTES });
+    // ws would negotiate compression by default; upstream never does (SPEC 3.2). Pongs are sent by
+    // open.ts, so that a client's ping pays the WAN's round trip like any other frame.
+    this.wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: MAX_FRAME_BYTES,
+      autoPong: false,
+    });
   }
 
   now(): number {

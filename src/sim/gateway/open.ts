@@ -77,6 +77,13 @@ function onSocket(
   openTimer.unref();
 
   ws.on('error', (err) => core.log.debug({ err, sessionId }, 'data channel socket error'));
+  ws.on('ping', (data) => {
+    const pong = () => {
+      if (ws.readyState === ws.OPEN) ws.pong(data);
+    };
+    if (viaWan) core.wan.up.send(data.length, () => core.wan.down.send(data.length, pong));
+    else pong();
+  });
   // One listener with a role switch, so frames right behind the open frame are never missed. A client's
   // frames, its open frame included, first cross the WAN's uplink (in order, as they were sent).
   ws.on('message', (data, isBinary) => {
