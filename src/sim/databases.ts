@@ -7,6 +7,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import type { DestinationResolver } from './agent.js';
 import { type RdsFront, type RdsFrontStats, startRdsFront } from './rds.js';
+import { startRdsMysqlFront } from './rds-mysql.js';
 import type { SimCredential } from './sigv4.js';
 import { createSimCa, type SimCa } from './tls-ca.js';
 
@@ -15,16 +16,22 @@ export interface SimDatabaseConfig {
   name: string;
   /** A real PostgreSQL that trusts connections from 127.0.0.1. */
   upstream: { host: string; port: number };
-  /** Users without `GRANT rds_iam`: they get SCRAM and always fail. */
+  /** Users without `GRANT rds_iam`: they get SCRAM and always fail (PostgreSQL only). */
   passwordUsers?: string[];
+  /**
+   * 'postgres' (default): a PostgreSQL front on 5432 in front of a trusting PostgreSQL. 'mysql': a MySQL
+   * front on 3306 (rds-mysql.ts) in front of a MariaDB/MySQL whose users have empty passwords.
+   */
+  engine?: 'postgres' | 'mysql';
 }
 
 export interface SimDatabase {
   name: string;
   /** `${name}.cluster-c0ffee.${region}.rds.amazonaws.com`: what tokens are signed for. */
   host: string;
-  /** 5432: what a tunnel's remote_port says (the agents map it to frontPort). */
+  /** 5432 (3306 for MySQL): what a tunnel's remote_port says (the agents map it to frontPort). */
   port: number;
+  engine: 'postgres' | 'mysql';
   /** The simulated CA's PEM (sslrootcert). */
   caFile: string;
   /** Loopback port of the front on 127.0.0.1 (for tests connecting directly). */
@@ -45,6 +52,7 @@ export class SimDatabaseError extends Error {
 }
 
 export const RDS_PORT = 5432;
+export const RDS_MYSQL_PORT = 3306;
 const NAME_RE = /^[a-z][a-z0-9-]{0,62}$/;
 
 export function rdsHostName(name: string, region: string): string {
@@ -67,6 +75,12 @@ export function validateDatabaseConfig(cfg: SimDatabaseConfig): void {
     throw new SimDatabaseError(
       `database name ${JSON.stringify(cfg.name)} is not an RDS identifier`,
       'use lowercase letters, digits and single hyphens, starting with a letter (e.g. orders)',
+    );
+  }
+  if (cfg.engine !== undefined && cfg.engine !== 'postgres' && cfg.engine !== 'mysql') {
+    throw new SimDatabaseError(
+      `engine of database ${cfg.name} must be "postgres" or "mysql", not ${JSON.stringify(cfg.engine)}`,
+      'leave it out for PostgreSQL, or say engine: "mysql"',
     );
   }
   const up = cfg.upstream;
@@ -122,17 +136,22 @@ export function createDatabaseRegistry(opts: {
         });
         const authority = await ca;
         const host = rdsHostName(cfg.name, opts.region);
-        const front = await startRdsFront({
+        const engine = cfg.engine ?? 'postgres';
+        const port = engine === 'mysql' ? RDS_MYSQL_PORT : RDS_PORT;
+        const common = {
           host,
-          port: RDS_PORT,
+          port,
           region: opts.region,
           upstream: { host: cfg.upstream.host, port: cfg.upstream.port },
           credentials: opts.credentials,
           tls: await authority.serverCert(host),
-          passwordUsers: cfg.passwordUsers ?? [],
           now: opts.now,
           logger: opts.logger.child({ database: cfg.name }),
-        });
+        };
+        const front =
+          engine === 'mysql'
+            ? await startRdsMysqlFront(common)
+            : await startRdsFront({ ...common, passwordUsers: cfg.passwordUsers ?? [] });
         if (closed) {
           await front.close();
           throw new SimDatabaseError('the simulator is closed', 'start a new simulator');
@@ -141,7 +160,8 @@ export function createDatabaseRegistry(opts: {
         const db: SimDatabase = {
           name: cfg.name,
           host,
-          port: RDS_PORT,
+          port,
+          engine,
           caFile: authority.caFile,
           frontPort: front.port,
           stats: front.stats,
