@@ -19,6 +19,7 @@ export interface SimCommandIo {
 
 const USAGE = `usage: ssmtun sim [--port N] [--json] [--no-pacing] [--require-signed-upgrade]
                  [--recycle-ms N] [--idle-timeout-ms N] [--seed N] [--rds NAME=HOST:PORT]...
+                 [--rds-mysql NAME=HOST:PORT]...
                  [--rtt-ms N] [--jitter-ms N] [--bandwidth-mbps UP[:DOWN]]
 
 Runs a simulated AWS Session Manager (SSM API + message gateway + agents) on 127.0.0.1.
@@ -30,6 +31,9 @@ Runs a simulated AWS Session Manager (SSM API + message gateway + agents) on 127
                              PostgreSQL at HOST:PORT (loopback, trusting local connections); it requires TLS
                              (certificate from a simulated CA, path in caFile) and a valid IAM auth token.
                              Repeatable.
+  --rds-mysql NAME=HOST:PORT the same for RDS MySQL (port 3306, JSON "engine": "mysql") in front of the
+                             MariaDB/MySQL at HOST:PORT whose users have empty passwords; it requires TLS and
+                             takes the IAM token through mysql_clear_password. Repeatable.
   --no-pacing                agents run flat out instead of at the real agent's pace
   --require-signed-upgrade   refuse WebSocket upgrades without a valid SigV4 signature
   --recycle-ms N             drop each client WebSocket N ms after it opened (real AWS: ~60 min)
@@ -59,15 +63,23 @@ const RDS_USAGE =
   'e.g. --rds orders=127.0.0.1:5432 (NAME an RDS identifier, HOST:PORT a loopback PostgreSQL)';
 
 /** NAME=HOST:PORT; the checks are the simulator's own (validateDatabaseConfig), worded for the command line. */
-function parseRds(value: string): SimDatabaseConfig {
+function parseRds(value: string, engine: 'postgres' | 'mysql' = 'postgres'): SimDatabaseConfig {
+  const flag = engine === 'mysql' ? '--rds-mysql' : '--rds';
   const m = RDS_ARG.exec(value);
-  if (!m) throw new UsageError(`--rds needs NAME=HOST:PORT, got ${JSON.stringify(value)}; ${RDS_USAGE}`);
-  const config = { name: m[1], upstream: { host: m[2].replace(/^\[(.*)\]$/, '$1'), port: Number(m[3]) } };
+  if (!m) {
+    const usage = engine === 'mysql' ? 'e.g. --rds-mysql shop=127.0.0.1:3306' : RDS_USAGE;
+    throw new UsageError(`${flag} needs NAME=HOST:PORT, got ${JSON.stringify(value)}; ${usage}`);
+  }
+  const config: SimDatabaseConfig = {
+    name: m[1],
+    upstream: { host: m[2].replace(/^\[(.*)\]$/, '$1'), port: Number(m[3]) },
+    ...(engine === 'mysql' && { engine }),
+  };
   try {
     validateDatabaseConfig(config);
   } catch (err) {
     if (!(err instanceof SimDatabaseError)) throw err;
-    throw new UsageError(`--rds ${value}: ${err.message}; ${err.fix}`);
+    throw new UsageError(`${flag} ${value}: ${err.message}; ${err.fix}`);
   }
   return config;
 }
@@ -122,6 +134,7 @@ function parse(argv: string[]): { options: SimulatorOptions; json: boolean; help
         'idle-timeout-ms': { type: 'string' },
         seed: { type: 'string' },
         rds: { type: 'string', multiple: true },
+        'rds-mysql': { type: 'string', multiple: true },
         'rtt-ms': { type: 'string' },
         'jitter-ms': { type: 'string' },
         'bandwidth-mbps': { type: 'string' },
@@ -145,7 +158,10 @@ function parse(argv: string[]): { options: SimulatorOptions; json: boolean; help
   if (values['no-pacing'] === true) options.agentDefaults = { pacing: false };
   const wan = parseWan(str('rtt-ms'), str('jitter-ms'), str('bandwidth-mbps'));
   if (wan) options.wan = wan;
-  const rds = ((values.rds as string[] | undefined) ?? []).map(parseRds);
+  const rds = [
+    ...((values.rds as string[] | undefined) ?? []).map((v) => parseRds(v)),
+    ...((values['rds-mysql'] as string[] | undefined) ?? []).map((v) => parseRds(v, 'mysql')),
+  ];
   const names = new Set<string>();
   for (const db of rds) {
     if (names.has(db.name))
@@ -188,6 +204,7 @@ export async function simCommand(argv: string[], io: SimCommandIo = {}): Promise
     host: d.host,
     port: d.port,
     caFile: d.caFile,
+    ...(d.engine === 'mysql' && { engine: d.engine }),
   }));
   if (parsed.json) {
     stdout.write(
