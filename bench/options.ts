@@ -5,7 +5,7 @@ import { INSTANCES, type Runtime, type SectionName } from './setup.js';
 import { MB, MiB } from './util.js';
 
 export const USAGE = `usage: npm run bench -- [--quick] [--json] [--chart FILE] [--client cmd:PATH | port:N[,...]]...
-  --quick                 ~1 minute: smaller transfers, fewer runs
+  --quick                 ~2 minutes: smaller transfers, fewer runs
   --json                  print JSON on stdout (the table goes to stderr)
   --chart FILE            also write an SVG bar chart
   --client cmd:PATH       measure a session-manager-plugin-compatible program too (extra column)

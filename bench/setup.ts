@@ -322,8 +322,10 @@ export async function closeTunnel(daemon: DaemonProcess, name: string): Promise<
   await daemon.api(`/tunnels/${name}/close`, 'POST');
   await pollUntil(
     async () => {
-      const st = await daemon.api<{ sessionId?: string }>(`/tunnels/${name}`);
-      return st.sessionId ? undefined : true;
+      // A pool's status may list its members; the tunnel is closed when neither shows a session.
+      const st = await daemon.api<{ sessionId?: string; sessions?: unknown }>(`/tunnels/${name}`);
+      const members = Array.isArray(st.sessions) ? st.sessions.length : 0;
+      return st.sessionId || members > 0 ? undefined : true;
     },
     10_000,
     `tunnel ${name} without a session`,

@@ -28,6 +28,7 @@ export const WAN = { rttMs: 30, jitterMs: 0, bandwidthMbps: { up: 200, down: 200
 /** What the link itself allows, one way, in MB/s. */
 const CEILING_MBS = (WAN.bandwidthMbps.down * 1e6) / 8 / MB;
 const NO_POOLS = 'no session pools in this build';
+const LABEL = `WAN ${WAN.rttMs} ms: `;
 const SECTION = 'paced' as const;
 
 interface Column {
@@ -230,7 +231,14 @@ export const wan: BenchPart = {
         const byN = new Map<number, Row>();
         const rttRows = new Map<number, Row>();
         for (const n of ctx.opts.sessions) {
-          const r = row(`${f.key}-s${n}`, `${f.label}, sessions=${n}`, f.unit, f.better, 'ratio', f.target);
+          const r = row(
+            `${f.key}-s${n}`,
+            `${LABEL}${f.label}, sessions=${n}`,
+            f.unit,
+            f.better,
+            'ratio',
+            f.target,
+          );
           byN.set(n, r);
           rows.push(r);
           const pool = pools.get(n);
@@ -241,7 +249,7 @@ export const wan: BenchPart = {
           if (f.key === 'wan-lazy') {
             const rr = row(
               `wan-lazy-rtt-s${n}`,
-              `lazy open in round trips of ${WAN.rttMs} ms, sessions=${n} (target: 4 + StartSession's)`,
+              `${LABEL}lazy open in round trips of ${WAN.rttMs} ms, sessions=${n} (4 + StartSession's)`,
               'RTT',
               'lower',
               'none',
@@ -304,7 +312,7 @@ export const wan: BenchPart = {
           if (n === 1 || !f.poolTarget) continue;
           const s = row(
             `${f.key}-pool-${n}`,
-            `${f.label}: sessions=${n} / sessions=1`,
+            `${LABEL}${f.label}: sessions=${n} / sessions=1`,
             'x',
             'higher',
             'none',
@@ -316,7 +324,8 @@ export const wan: BenchPart = {
           summary.push(s);
         }
       }
-      return { rows, summary };
+      // The pool comparisons close the part's own rows, not the section's summaries.
+      return { rows: [...rows, ...summary] };
     } finally {
       for (const d of daemons) await d.stop('SIGTERM', 10_000).catch(() => undefined);
       await ctx.sim.control('/_sim/wan', {}).catch((e: Error) => log(`wan reset: ${e.message}`));
