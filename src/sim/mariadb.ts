@@ -174,15 +174,18 @@ export async function startMariaDb(): Promise<MariaDb> {
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      live.delete(l);
-      killPid(l.watchdog?.pid, true);
       const server = l.server;
       if (server && server.exitCode === null && server.signalCode === null) {
+        // The server is unref'd once ready: hold the event loop until it has really gone.
+        server.ref();
         const gone = new Promise((r) => server.once('exit', r));
         killPid(server.pid);
         await gone;
       }
       await rm(dir, { recursive: true, force: true });
+      // Only now: until here the exit hook and the watchdog still clean up if this process dies.
+      live.delete(l);
+      killPid(l.watchdog?.pid, true);
     })();
     return stopping;
   };

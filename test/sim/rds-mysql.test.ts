@@ -4,11 +4,25 @@
  * tokens minted by @aws-sdk/rds-signer.
  */
 import { type ChildProcess, execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import { Signer } from '@aws-sdk/rds-signer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CLIENT,
+  encodeHandshakeResponse41,
+  encodePacket,
+  encodeSslRequest,
+  type Packet,
+  PacketReader,
+  packetKind,
+  parseAuthSwitch,
+  parseErr,
+  parseHandshakeV10,
+} from '../../src/shared/mysql-wire.js';
 import {
   DEFAULT_CREDENTIALS,
   type SimDatabase,
@@ -31,6 +45,33 @@ async function mintToken(host: string, user = 'app', port = 3306): Promise<strin
   }).getAuthToken();
 }
 
+/** The next whole packet on a stream. */
+function nextPacket(stream: Duplex, reader: PacketReader): Promise<Packet> {
+  const ready = reader.next();
+  if (ready) return Promise.resolve(ready);
+  return new Promise((resolve, reject) => {
+    const onData = (c: Buffer) => {
+      reader.push(c);
+      const p = reader.next();
+      if (!p) return;
+      stream.off('data', onData);
+      stream.off('close', onClose);
+      resolve(p);
+    };
+    const onClose = () => reject(new Error('closed before a whole packet'));
+    stream.on('data', onData);
+    stream.once('close', onClose);
+  });
+}
+
+const CLIENT_CAPS =
+  CLIENT.LONG_PASSWORD |
+  CLIENT.PROTOCOL_41 |
+  CLIENT.SECURE_CONNECTION |
+  CLIENT.PLUGIN_AUTH |
+  CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA |
+  CLIENT.TRANSACTIONS;
+
 interface ClientResult {
   code: number;
   stdout: string;
@@ -43,7 +84,6 @@ run('simulated RDS MySQL front (real mariadb client, real MariaDB)', () => {
   let db: SimDatabase;
   let clockOffsetMs = 0;
   const children = new Set<ChildProcess>();
-  const tmp = mkdtempSync(path.join(os.tmpdir(), 'ssmtun-rds-mysql-'));
 
   beforeAll(async () => {
     mdb = await startMariaDb();
@@ -61,7 +101,6 @@ run('simulated RDS MySQL front (real mariadb client, real MariaDB)', () => {
     for (const c of children) c.kill('SIGKILL');
     await sim?.close();
     await mdb?.stop();
-    rmSync(tmp, { recursive: true, force: true });
   });
 
   function client(args: string[], o: { password?: string; tls?: string[] } = {}): Promise<ClientResult> {
@@ -220,5 +259,74 @@ run('simulated RDS MySQL front (real mariadb client, real MariaDB)', () => {
       "WARNING: option '--enable-cleartext-plugin' is obsolete.",
       'app@%',
     ]);
+  });
+
+  /** Greeting, then TLS with the SSLRequest and the ClientHello in one write, verifying the RDS name. */
+  async function rawTlsLogin(): Promise<{ secure: tls.TLSSocket; reader: PacketReader; raw: net.Socket }> {
+    const raw = net.connect(db.frontPort, '127.0.0.1');
+    const greeting = parseHandshakeV10((await nextPacket(raw, new PacketReader())).payload);
+    expect(greeting).toMatchObject({
+      serverVersion: '8.0.mysql_aurora.3.05.2',
+      authPlugin: 'mysql_native_password',
+    });
+    expect(greeting.scramble.length).toBe(20);
+    expect(greeting.capabilities & CLIENT.SSL).toBe(CLIENT.SSL);
+    let head: Buffer | undefined = encodePacket(1, encodeSslRequest(CLIENT_CAPS, 45));
+    const carrier = new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, cb) {
+        raw.write(head ? Buffer.concat([head, chunk]) : chunk, cb);
+        head = undefined;
+      },
+    });
+    raw.on('data', (c: Buffer) => carrier.push(c));
+    raw.on('close', () => carrier.destroy());
+    const secure = tls.connect({ socket: carrier, ca: readFileSync(db.caFile), servername: db.host });
+    await once(secure, 'secureConnect');
+    return { secure, reader: new PacketReader(), raw };
+  }
+
+  it('a ClientHello in the same write as the SSLRequest is not lost; the exchange has RDS sequence ids', async () => {
+    const { secure, reader, raw } = await rawTlsLogin();
+    try {
+      const response = {
+        capabilities: CLIENT_CAPS,
+        maxPacketSize: 1 << 24,
+        charset: 45,
+        filler: Buffer.alloc(23),
+        user: 'app',
+        authResponse: Buffer.alloc(20, 1), // a mysql_native_password scramble of something: ignored
+        authPlugin: 'mysql_native_password',
+      };
+      secure.write(encodePacket(2, encodeHandshakeResponse41(response)));
+      const sw = await nextPacket(secure, reader);
+      expect(sw.seq).toBe(3);
+      expect(parseAuthSwitch(sw.payload).plugin).toBe('mysql_clear_password');
+      secure.write(encodePacket(4, Buffer.from(`${await mintToken(db.host)}\0`)));
+      const ok = await nextPacket(secure, reader);
+      expect(ok.seq).toBe(5);
+      expect(packetKind(ok.payload)).toBe('ok');
+      // COM_PING goes to the real server now and comes back as its OK with sequence id 1.
+      secure.write(encodePacket(0, Buffer.from([0x0e])));
+      const pong = await nextPacket(secure, reader);
+      expect([pong.seq, packetKind(pong.payload)]).toEqual([1, 'ok']);
+    } finally {
+      secure.destroy();
+      raw.destroy();
+    }
+  });
+
+  it('a HandshakeResponse that breaks the protocol inside TLS gets 1043 Bad handshake', async () => {
+    const { secure, reader, raw } = await rawTlsLogin();
+    try {
+      secure.write(encodePacket(2, Buffer.from([0, 0, 0, 0, 1])));
+      const err = await nextPacket(secure, reader);
+      expect(err.seq).toBe(3);
+      expect(parseErr(err.payload)).toMatchObject({ errno: 1043, sqlstate: '08S01' });
+      expect(db.stats.refusals.at(-1)).toEqual({ user: '', reason: 'protocol', sqlstate: '08S01' });
+    } finally {
+      secure.destroy();
+      raw.destroy();
+    }
   });
 });
