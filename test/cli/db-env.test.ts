@@ -64,5 +64,6 @@ describe('client settings', () => {
       '--database=orders',
     ]);
     expect(mysqlArgs(mysql, 'mariadb')).toContain('--ssl');
+    expect(mysqlArgs(mysql, 'mariadb')).not.toContain('--enable-cleartext-plugin');
   });
 });
