@@ -201,7 +201,7 @@ describe('WAN model', () => {
 describe('WanLink', () => {
   it('delivers in the order sent, never before the one-way delay, with jitter and a bandwidth limit', async () => {
     const oneWayMs = 5;
-    const link = new WanLink(() => ({ oneWayMs, jitterMs: 15, mbps: 80 }), mulberry32(3));
+    const link = new WanLink({ oneWayMs, jitterMs: 15, mbps: 80 }, mulberry32(3));
     const sent: number[] = [];
     const order: number[] = [];
     const early: number[] = [];
@@ -225,7 +225,7 @@ describe('WanLink', () => {
   });
 
   it('without a WAN hands frames over at once', () => {
-    const link = new WanLink(() => ({ oneWayMs: 0, jitterMs: 0, mbps: 0 }), mulberry32(1));
+    const link = new WanLink({ oneWayMs: 0, jitterMs: 0, mbps: 0 }, mulberry32(1));
     let got = 0;
     link.send(100, () => got++);
     expect(got).toBe(1);

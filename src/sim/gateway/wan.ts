@@ -89,6 +89,13 @@ export function validateWan(v: unknown): WanSettings {
   };
 }
 
+/** What one direction reads per frame; Wan.set updates it in place (no allocation on the hot path). */
+export interface LinkParams {
+  oneWayMs: number;
+  jitterMs: number;
+  mbps: number;
+}
+
 interface InFlight {
   at: number;
   deliver: () => void;
@@ -107,7 +114,7 @@ export class WanLink {
   readonly stats: WanLinkStats = { frames: 0, bytes: 0, inFlight: 0, maxInFlight: 0 };
 
   constructor(
-    private readonly settings: () => { oneWayMs: number; jitterMs: number; mbps: number },
+    private readonly params: LinkParams,
     private readonly rng: () => number,
   ) {}
 
@@ -116,7 +123,7 @@ export class WanLink {
     if (this.disposed) return;
     this.stats.frames++;
     this.stats.bytes += bytes;
-    const { oneWayMs, jitterMs, mbps } = this.settings();
+    const { oneWayMs, jitterMs, mbps } = this.params;
     const idle = this.length === 0;
     if (idle && oneWayMs === 0 && jitterMs === 0 && mbps === 0) {
       deliver();
@@ -182,24 +189,13 @@ export class Wan {
   /** AWS to client. */
   readonly down: WanLink;
 
+  private readonly upParams: LinkParams = { oneWayMs: 0, jitterMs: 0, mbps: 0 };
+  private readonly downParams: LinkParams = { oneWayMs: 0, jitterMs: 0, mbps: 0 };
+
   constructor(settings: unknown, seed = 1) {
-    this.current = validateWan(settings);
-    this.up = new WanLink(
-      () => ({
-        oneWayMs: this.current.rttMs / 2,
-        jitterMs: this.current.jitterMs,
-        mbps: this.current.bandwidthMbps.up,
-      }),
-      mulberry32(seed ^ 0x5a17),
-    );
-    this.down = new WanLink(
-      () => ({
-        oneWayMs: this.current.rttMs / 2,
-        jitterMs: this.current.jitterMs,
-        mbps: this.current.bandwidthMbps.down,
-      }),
-      mulberry32(seed ^ 0xd0e1),
-    );
+    this.up = new WanLink(this.upParams, mulberry32(seed ^ 0x5a17));
+    this.down = new WanLink(this.downParams, mulberry32(seed ^ 0xd0e1));
+    this.set(settings);
   }
 
   get settings(): WanSettings {
@@ -208,7 +204,14 @@ export class Wan {
 
   /** Takes unchecked input (the control API's body): validated here. */
   set(settings: unknown): WanSettings {
-    this.current = validateWan(settings);
+    const s = validateWan(settings);
+    this.current = s;
+    Object.assign(this.upParams, { oneWayMs: s.rttMs / 2, jitterMs: s.jitterMs, mbps: s.bandwidthMbps.up });
+    Object.assign(this.downParams, {
+      oneWayMs: s.rttMs / 2,
+      jitterMs: s.jitterMs,
+      mbps: s.bandwidthMbps.down,
+    });
     return this.settings;
   }
 
