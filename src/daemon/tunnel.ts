@@ -1,7 +1,8 @@
 /**
  * A named tunnel: local listeners that are always there, an SSM session opened lazily on the first
  * connection and shared by every later one (one smux stream each), basic-mode serialisation for old
- * agents, back-pressure both ways, idle close, and a status the API can show.
+ * agents, per-connection buffer caps (local-conn.ts), a connection cap, idle close, and a status the
+ * API can show.
  */
 import net from 'node:net';
 import type { Logger } from 'pino';
@@ -9,9 +10,24 @@ import { writeBatched } from '../shared/batched-write.js';
 import type { AwsTarget, SsmGateway } from './aws.js';
 import type { TunnelConfig } from './config.js';
 import { TunnelError } from './errors.js';
+import {
+  type Conn,
+  DEFAULT_MAX_BUFFER_BYTES,
+  DEFAULT_MAX_CONNECTIONS,
+  queuedBytes,
+  resetSocket,
+} from './local-conn.js';
+import { RateLimitedLog } from './log-limit.js';
 import { ClientSession, type SessionOptions } from './session.js';
 
-export type TunnelState = 'listening' | 'connecting' | 'open' | 'reconnecting' | 'error' | 'stopped';
+export type TunnelState =
+  | 'listening'
+  | 'connecting'
+  | 'open'
+  | 'degraded'
+  | 'reconnecting'
+  | 'error'
+  | 'stopped';
 
 export interface TunnelStatus {
   name: string;
@@ -27,6 +43,12 @@ export interface TunnelStatus {
   agentVersion?: string;
   /** Basic mode carries one connection at a time; the rest wait. */
   note?: string;
+  /** Why the state is `degraded`. */
+  degradedReason?: string;
+  /** Connections reset because their reader fell more than maxBufferBytes behind. */
+  connectionsReset: number;
+  /** Connections refused at max_connections. */
+  connectionsRefused: number;
   connections: number;
   waiting: number;
   totalConnections: number;
@@ -53,19 +75,19 @@ export interface TunnelDeps {
       | 'deadAfterMs'
       | 'maxUnackedMessages'
       | 'maxUnackedBytes'
+      | 'basicQuietMs'
+      | 'degradedAfterMs'
     >
   >;
+  /** Per-connection cap on bytes queued towards a slow local reader (default 64 MiB). */
+  maxBufferBytes?: number;
+  /** Connections per tunnel, waiting ones included (default 512). */
+  maxConnections?: number;
+  /** Per-call timeout for the AWS API (default 20 s). */
+  awsCallTimeoutMs?: number;
 }
 
-/** Above this much data queued in local sockets, stop taking data from the agent (it resends later). */
-const LOCAL_HIGH_WATER = 4 * 1024 * 1024;
-const LOCAL_LOW_WATER = 1024 * 1024;
 const EAGER_REOPEN_MS = 5_000;
-
-interface Conn {
-  socket: net.Socket;
-  id?: number;
-}
 
 export class Tunnel {
   readonly config: TunnelConfig;
@@ -80,11 +102,23 @@ export class Tunnel {
   private stopped = false;
   private idleTimer: NodeJS.Timeout | undefined;
   private reopenTimer: NodeJS.Timeout | undefined;
-  private receiveBlocked = false;
   private resolvedTarget: string | undefined;
   private lastError: TunnelStatus['lastError'];
   private openedAt: string | undefined;
-  private counters = { total: 0, toRemote: 0, fromRemote: 0, sessions: 0, reconnects: 0, retransmissions: 0 };
+  private counters = {
+    total: 0,
+    toRemote: 0,
+    fromRemote: 0,
+    sessions: 0,
+    reconnects: 0,
+    retransmissions: 0,
+    reset: 0,
+    refused: 0,
+  };
+  private readonly maxBuffer: number;
+  private readonly maxConnections: number;
+  private readonly resetLog: RateLimitedLog;
+  private readonly refuseLog: RateLimitedLog;
 
   constructor(
     config: TunnelConfig,
@@ -92,6 +126,10 @@ export class Tunnel {
   ) {
     this.config = config;
     this.log = deps.logger.child({ tunnel: config.name });
+    this.maxBuffer = deps.maxBufferBytes ?? config.maxBufferBytes ?? DEFAULT_MAX_BUFFER_BYTES;
+    this.maxConnections = deps.maxConnections ?? config.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    this.resetLog = new RateLimitedLog(this.log);
+    this.refuseLog = new RateLimitedLog(this.log);
   }
 
   /** Binds every configured address. A bind failure is this tunnel's error, never another's. */
@@ -145,6 +183,22 @@ export class Tunnel {
       socket.destroy();
       return;
     }
+    if (this.byId.size + this.waiting.length >= this.maxConnections) {
+      this.counters.refused++;
+      socket.on('error', () => {});
+      resetSocket(socket);
+      this.refuseLog.warn(
+        { code: 'TOO_MANY_CONNECTIONS', max: this.maxConnections, refused: this.counters.refused },
+        `refused a connection: the tunnel already carries ${this.maxConnections} (max_connections)`,
+      );
+      this.lastError = {
+        code: 'TOO_MANY_CONNECTIONS',
+        message: `connection refused: ${this.maxConnections} connections already open (max_connections)`,
+        fix: 'close idle connections (connection pools), or raise max_connections for this tunnel',
+        at: new Date().toISOString(),
+      };
+      return;
+    }
     this.counters.total++;
     socket.setNoDelay(true);
     const conn: Conn = { socket };
@@ -177,7 +231,12 @@ export class Tunnel {
   private async openSession(): Promise<ClientSession> {
     const c = this.config;
     try {
-      const aws = this.deps.gateway({ profile: c.profile, region: c.region, endpoint: c.endpoint });
+      const aws = this.deps.gateway({
+        profile: c.profile,
+        region: c.region,
+        endpoint: c.endpoint,
+        ...(this.deps.awsCallTimeoutMs !== undefined && { callTimeoutMs: this.deps.awsCallTimeoutMs }),
+      });
       const target = await this.resolveTarget(aws);
       this.counters.sessions++;
       const session = await ClientSession.start({
@@ -199,6 +258,7 @@ export class Tunnel {
               ),
             ),
           drain: () => this.resumeLocalReads(),
+          slotFree: () => this.serveWaiting(),
           reconnecting: () => {
             this.state = 'reconnecting';
           },
@@ -224,8 +284,8 @@ export class Tunnel {
       const err = e instanceof TunnelError ? e : new TunnelError('AWS_ERROR', (e as Error).message);
       this.setError(err);
       this.state = this.stopped ? 'stopped' : 'error';
-      // Waiting clients get a prompt close rather than a hang; the next connection retries.
-      for (const conn of this.waiting) conn.socket.destroy();
+      // Waiting clients get a prompt reset rather than a hang; the next connection retries.
+      for (const conn of this.waiting) resetSocket(conn.socket);
       this.waiting = [];
       this.scheduleEagerReopen();
       throw err;
@@ -269,7 +329,6 @@ export class Tunnel {
       if (!session.writable) this.pauseLocalReads();
     });
     socket.on('end', () => this.onLocalClose(conn));
-    socket.on('drain', () => this.checkLocalBuffers());
     if (session.writable) socket.resume();
   }
 
@@ -281,26 +340,30 @@ export class Tunnel {
     for (const c of this.byId.values()) if (!c.socket.destroyed) c.socket.resume();
   }
 
+  /** Always taken (and so acknowledged); a reader too far behind is reset alone (local-conn.ts). */
   private onRemoteData(id: number, data: Buffer): void {
     const conn = this.byId.get(id);
     if (!conn) return;
     this.counters.fromRemote += data.length;
-    if (!writeBatched(conn.socket, data)) this.checkLocalBuffers();
+    writeBatched(conn.socket, data);
+    if (queuedBytes(conn) > this.maxBuffer) this.resetSlowReader(conn);
   }
 
-  /** Session-wide back-pressure, as smux v1 has no per-stream window (SPEC 10.3.2). */
-  private checkLocalBuffers(): void {
-    let queued = 0;
-    for (const c of this.byId.values()) queued += c.socket.writableLength;
+  private resetSlowReader(conn: Conn): void {
+    const id = conn.id;
+    if (id === undefined) return;
+    const queued = queuedBytes(conn);
+    conn.id = undefined;
+    this.byId.delete(id);
+    this.counters.reset++;
+    resetSocket(conn.socket);
     const session = this.session;
-    if (!session) return;
-    if (!this.receiveBlocked && queued > LOCAL_HIGH_WATER) {
-      this.receiveBlocked = true;
-      session.setReceiveBlocked(true);
-    } else if (this.receiveBlocked && queued < LOCAL_LOW_WATER) {
-      this.receiveBlocked = false;
-      session.setReceiveBlocked(false);
-    }
+    if (session && !session.isEnded) session.closeConnection(id);
+    this.resetLog.warn(
+      { conn: id, queuedBytes: queued, maxBufferBytes: this.maxBuffer, reset: this.counters.reset },
+      'reset a connection whose reader fell behind by more than max_buffer; the others carry on',
+    );
+    this.afterConnectionGone();
   }
 
   private onRemoteClosed(id: number): void {
@@ -327,7 +390,6 @@ export class Tunnel {
   }
 
   private afterConnectionGone(): void {
-    if (this.receiveBlocked) this.checkLocalBuffers();
     this.serveWaiting();
     this.armIdle();
   }
@@ -356,12 +418,13 @@ export class Tunnel {
     this.session = undefined;
     this.counters.retransmissions += session.stats().channel.retransmissions;
     const hadConnections = this.byId.size > 0;
-    this.receiveBlocked = false;
     this.clearIdle();
-    // Connections on a dead session cannot be saved: close them so clients notice at once.
+    // Connections on a dead session cannot be saved: reset them so clients notice at once, and can
+    // tell the cut-off from a complete transfer (a FIN would look like a clean end).
     for (const conn of this.byId.values()) {
       conn.id = undefined;
-      conn.socket.destroy();
+      if (err) resetSocket(conn.socket);
+      else conn.socket.destroy();
     }
     this.byId.clear();
     if (err) this.setError(err);
@@ -426,11 +489,14 @@ export class Tunnel {
 
   status(): TunnelStatus {
     const c = this.config;
-    const s = this.session && !this.session.isEnded ? this.session.stats() : undefined;
+    const live = this.session && !this.session.isEnded ? this.session : undefined;
+    const s = live?.stats();
     const basic = s?.mode === 'basic';
+    const health = live && this.state === 'open' ? live.health() : undefined;
     return {
       name: c.name,
-      state: this.state,
+      state: health?.degraded ? 'degraded' : this.state,
+      ...(health?.degraded && { degradedReason: health.reason }),
       localPort: c.localPort,
       bind: c.bind,
       listening: this.listening,
@@ -440,7 +506,13 @@ export class Tunnel {
       sessionId: s?.sessionId,
       mode: s?.mode,
       agentVersion: s?.agentVersion,
-      note: basic ? 'basic mode (old SSM agent): one connection at a time, others wait' : undefined,
+      note: basic
+        ? live?.basicDraining
+          ? "basic mode (old SSM agent): one connection at a time; the last one's output is draining"
+          : 'basic mode (old SSM agent): one connection at a time, others wait'
+        : undefined,
+      connectionsReset: this.counters.reset,
+      connectionsRefused: this.counters.refused,
       connections: this.byId.size,
       waiting: this.waiting.length,
       totalConnections: this.counters.total,

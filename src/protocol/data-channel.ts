@@ -24,6 +24,11 @@ export const DEFAULT_RESEND_DEADLINE_MS = 5 * 60_000;
 export const DEFAULT_MAX_UNACKED_MESSAGES = 2048;
 export const DEFAULT_MAX_UNACKED_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_REORDER_CAPACITY = 10_000;
+/**
+ * The reorder buffer holds early messages only while a hole waits for the peer's resend (about one
+ * RTO), so a few MB cover it; the byte bound keeps big frames from growing it without limit.
+ */
+export const DEFAULT_REORDER_MAX_BYTES = 16 * 1024 * 1024;
 
 export type ChannelRole = 'client' | 'agent';
 
@@ -33,6 +38,9 @@ export interface DataChannelStats {
   retransmissions: number;
   duplicates: number;
   reordered: number;
+  /** Early messages not stored (beyond the reorder window in sequence numbers or bytes); unacked. */
+  reorderRefused: number;
+  reorderBytes: number;
   invalid: number;
   ignored: number;
   srttMs: number;
@@ -82,6 +90,7 @@ export interface DataChannelOptions {
   maxUnackedMessages?: number;
   maxUnackedBytes?: number;
   reorderCapacity?: number;
+  reorderMaxBytes?: number;
   resendDeadlineMs?: number;
   /** Whether the transport is up at construction. */
   connected?: boolean;
@@ -107,6 +116,8 @@ export class DataChannel {
   private readonly maxUnackedMessages: number;
   private readonly maxUnackedBytes: number;
   private readonly reorderCapacity: number;
+  private readonly reorderMaxBytes: number;
+  private reorderBytes = 0;
   private readonly resendDeadlineMs: number;
   private readonly reack: boolean;
   private readonly fastRecovery: boolean;
@@ -139,6 +150,7 @@ export class DataChannel {
     retransmissions: 0,
     duplicates: 0,
     reordered: 0,
+    reorderRefused: 0,
     invalid: 0,
     ignored: 0,
   };
@@ -151,6 +163,7 @@ export class DataChannel {
     this.maxUnackedMessages = opts.maxUnackedMessages ?? DEFAULT_MAX_UNACKED_MESSAGES;
     this.maxUnackedBytes = opts.maxUnackedBytes ?? DEFAULT_MAX_UNACKED_BYTES;
     this.reorderCapacity = opts.reorderCapacity ?? DEFAULT_REORDER_CAPACITY;
+    this.reorderMaxBytes = opts.reorderMaxBytes ?? DEFAULT_REORDER_MAX_BYTES;
     this.resendDeadlineMs = opts.resendDeadlineMs ?? DEFAULT_RESEND_DEADLINE_MS;
     this.reack = opts.reackDuplicates ?? true;
     this.fastRecovery = opts.fastRecovery ?? true;
@@ -201,7 +214,24 @@ export class DataChannel {
       rtoMs: this.rto,
       unackedMessages: this.bySeq.size,
       unackedBytes: this.unackedBytes,
+      reorderBytes: this.reorderBytes,
     };
+  }
+
+  /** Whether the peer acknowledged our stream message `seq`. */
+  isAcknowledged(seq: number): boolean {
+    return seq < this.nextSendSeq && !this.bySeq.has(seq);
+  }
+
+  /** Incoming messages wait behind a missing one (or a parked one). */
+  get hasInboundGap(): boolean {
+    return this.reorder.size > 0 || this.parked !== undefined;
+  }
+
+  /** Milliseconds since the oldest unacknowledged message was first sent (0 when none). */
+  oldestUnackedAgeMs(): number {
+    const front = this.front();
+    return front ? Math.max(0, this.opts.now() - front.firstSent) : 0;
   }
 
   /**
@@ -326,10 +356,17 @@ export class DataChannel {
       this.expectedRecvSeq = s + 1;
       this.drainReorder();
     } else if (s > this.expectedRecvSeq) {
-      if (this.reorder.has(s) || this.reorder.size < this.reorderCapacity) {
+      const old = this.reorder.get(s);
+      const bytes = this.reorderBytes - (old ? old.payload.length : 0) + msg.payload.length;
+      // The window, in sequence numbers and bytes: beyond it a message is dropped unacked, and the
+      // peer's resend brings it back once the hole in front has been filled.
+      if (s - this.expectedRecvSeq <= this.reorderCapacity && bytes <= this.reorderMaxBytes) {
         this.reorder.set(s, msg);
+        this.reorderBytes = bytes;
         this.counters.reordered++;
         this.sendAck(msg);
+      } else {
+        this.counters.reorderRefused++;
       }
     } else {
       this.counters.duplicates++;
@@ -341,6 +378,7 @@ export class DataChannel {
     for (;;) {
       const next = this.parked ?? this.reorder.get(this.expectedRecvSeq);
       if (!next) return;
+      if (!this.parked) this.reorderBytes -= next.payload.length;
       this.reorder.delete(this.expectedRecvSeq);
       if (!this.opts.deliver(next)) {
         this.parked = next;
