@@ -57,3 +57,23 @@ export async function startTunnel(
   await tunnel.start();
   return { tunnel, port, logs };
 }
+
+/**
+ * How a connection ended, seen from the client: 'RST' or 'FIN'. libuv reports a reset that arrives
+ * behind unread data as a plain end, so after an end we write one byte: a socket the peer reset fails
+ * at once (ECONNRESET/EPIPE), one it closed with FIN accepts the write. Needs `allowHalfOpen: true`.
+ */
+export function howItEnds(sock: import('node:net').Socket): Promise<'RST' | 'FIN'> {
+  return new Promise((resolve) => {
+    const onError = (e: NodeJS.ErrnoException) =>
+      resolve(e.code === 'ECONNRESET' || e.code === 'EPIPE' ? 'RST' : 'FIN');
+    sock.once('error', onError);
+    sock.once('end', () => {
+      sock.off('error', onError);
+      sock.once('error', () => {});
+      sock.write('x', (err?: NodeJS.ErrnoException | null) =>
+        resolve(err && (err.code === 'ECONNRESET' || err.code === 'EPIPE') ? 'RST' : 'FIN'),
+      );
+    });
+  });
+}
