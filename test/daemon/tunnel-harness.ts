@@ -20,7 +20,7 @@ export interface LogLine {
 
 export async function startTunnel(
   sim: Simulator,
-  opts: { target: string; remotePort: number; name?: string; deps?: Partial<TunnelDeps> },
+  opts: { target: string; remotePort: number; name?: string; endpoint?: string; deps?: Partial<TunnelDeps> },
 ): Promise<{ tunnel: Tunnel; port: number; logs: LogLine[] }> {
   const port = await freePort();
   const logs: LogLine[] = [];
@@ -35,7 +35,7 @@ export async function startTunnel(
     bind: ['127.0.0.1'],
     engine: 'postgres',
     idleTimeoutMs: 0,
-    endpoint: sim.endpoint,
+    endpoint: opts.endpoint ?? sim.endpoint,
     lazy: true,
     documentName: DOCUMENT_REMOTE_HOST,
     parameters: {
