@@ -12,7 +12,32 @@ export interface ApiDeps {
   manager: TunnelManager;
   logger?: Logger;
   version: string;
+  limits?: Partial<ApiLimits>;
 }
+
+/**
+ * Local programs are the only clients, but a stuck or hostile one must not hold sockets open: a
+ * trickled request is cut off, and past maxConnections new sockets are closed at once (500 trickled
+ * bodies once exhausted the daemon's file descriptors and every tunnel failed with EMFILE).
+ */
+export interface ApiLimits {
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxConnections: number;
+  bodyLimitBytes: number;
+  /** How often Node checks the header/request deadlines. */
+  checkIntervalMs: number;
+}
+
+export const DEFAULT_API_LIMITS: ApiLimits = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 15_000,
+  idleTimeoutMs: 30_000,
+  maxConnections: 64,
+  bodyLimitBytes: 64 * 1024,
+  checkIntervalMs: 1_000,
+};
 
 const errorSchema = {
   type: 'object',
@@ -27,12 +52,19 @@ const nameParams = {
 } as const;
 
 export function buildApi(deps: ApiDeps): FastifyInstance {
+  const limits = { ...DEFAULT_API_LIMITS, ...deps.limits };
   const app = Fastify({
+    http: { headersTimeout: limits.headersTimeoutMs, connectionsCheckingInterval: limits.checkIntervalMs },
+    requestTimeout: limits.requestTimeoutMs,
+    connectionTimeout: limits.idleTimeoutMs,
+    keepAliveTimeout: Math.min(5_000, limits.idleTimeoutMs),
+    bodyLimit: limits.bodyLimitBytes,
     // Request lines at info would drown the tunnel logs; the API logs only its warnings and errors.
     loggerInstance: deps.logger?.child({ component: 'api' }, { level: 'warn' }) as
       | FastifyBaseLogger
       | undefined,
   }) as unknown as FastifyInstance;
+  app.server.maxConnections = limits.maxConnections;
   registerSecurity(app);
 
   app.setErrorHandler((err, _req, reply) => {
