@@ -15,6 +15,8 @@ export const TUNNEL_KEYS = [
   'idle_timeout',
   'endpoint',
   'lazy',
+  'max_buffer',
+  'max_connections',
 ] as const;
 export const DAEMON_KEYS = ['api_port', 'log_level'] as const;
 export const TOP_KEYS = ['daemon', 'tunnels'] as const;
