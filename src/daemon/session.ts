@@ -57,6 +57,8 @@ export interface SessionOptions {
   /** Basic mode's quiet period after a connection ends (see protocol/basic-gate.ts). */
   basicQuietMs?: number;
   degradedAfterMs?: number;
+  /** A tick this much later than due means the process was frozen (default 15 s). */
+  freezeGapMs?: number;
 }
 
 export interface SessionHealth {
@@ -223,7 +225,7 @@ export class ClientSession {
 
   private tick(): void {
     const now = Date.now();
-    if (now - this.lastTick > SLEEP_GAP_MS && this.transport?.isOpen)
+    if (now - this.lastTick > (this.opts.freezeGapMs ?? SLEEP_GAP_MS) && this.transport?.isOpen)
       this.probeAfterFreeze(now - this.lastTick);
     this.lastTick = now;
     this.channel.tick();

@@ -77,6 +77,7 @@ export interface TunnelDeps {
       | 'maxUnackedBytes'
       | 'basicQuietMs'
       | 'degradedAfterMs'
+      | 'freezeGapMs'
     >
   >;
   /** Per-connection cap on bytes queued towards a slow local reader (default 64 MiB). */

@@ -18,8 +18,10 @@ export interface LogLine {
   [k: string]: unknown;
 }
 
+export type SimEndpoint = Pick<Simulator, 'region' | 'endpoint' | 'accessKeyId' | 'secretAccessKey'>;
+
 export async function startTunnel(
-  sim: Simulator,
+  sim: SimEndpoint,
   opts: { target: string; remotePort: number; name?: string; endpoint?: string; deps?: Partial<TunnelDeps> },
 ): Promise<{ tunnel: Tunnel; port: number; logs: LogLine[] }> {
   const port = await freePort();
