@@ -24,6 +24,12 @@ export const DEFAULT_RESEND_DEADLINE_MS = 5 * 60_000;
 export const DEFAULT_MAX_UNACKED_MESSAGES = 2048;
 export const DEFAULT_MAX_UNACKED_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_REORDER_CAPACITY = 10_000;
+/** Bounds one scan's work when a dead socket lost a whole window (reconnects resend it all anyway). */
+const MAX_HOLE_RESENDS_PER_SCAN = 512;
+/** Hole scans on acks at most this often; each walks the unacked window. */
+const HOLE_SCAN_MS = 10;
+/** Sent this much before an acked entry and still unacked: lost (the sim's reorder holds one frame). */
+const REORDER_MARGIN_MS = 5;
 /**
  * The reorder buffer holds early messages only while a hole waits for the peer's resend (about one
  * RTO), so a few MB cover it; the byte bound keeps big frames from growing it without limit.
@@ -136,6 +142,9 @@ export class DataChannel {
   /** Payload bytes from the oldest unacked entry to the newest (see windowMessages). */
   private windowBytes = 0;
   private highestAckedSeq = -1;
+  /** Latest send time among acked entries: anything sent clearly before it and still unacked is lost. */
+  private latestAckedSentAt = 0;
+  private lastHoleScan = 0;
   private blocked = false;
   private connected: boolean;
   private paused = false;
@@ -405,6 +414,7 @@ export class DataChannel {
     if (!entry) return;
     const now = this.opts.now();
     this.updateRtt(now - entry.lastSent);
+    if (entry.lastSent > this.latestAckedSentAt) this.latestAckedSentAt = entry.lastSent;
     entry.acked = true;
     this.bySeq.delete(entry.seq);
     this.unackedBytes -= entry.payloadBytes;
@@ -416,6 +426,10 @@ export class DataChannel {
       const front = this.front();
       if (front && front.seq < this.highestAckedSeq && now - front.lastSent > this.rto)
         this.transmit(front, now);
+      if (now - this.lastHoleScan >= HOLE_SCAN_MS) {
+        this.lastHoleScan = now;
+        this.resendHoles(now);
+      }
     }
     if (this.blocked && this.belowLowWater()) {
       this.blocked = false;
@@ -475,6 +489,27 @@ export class DataChannel {
     }
     if (!this.connected || this.paused) return;
     if (!entry.transmitted || now - entry.lastSent > this.rto) this.transmit(entry, now);
+    if (this.fastRecovery) this.resendHoles(now);
+  }
+
+  /**
+   * Acks come back in send order (one WebSocket), so an unacked entry sent clearly before one that
+   * has been acked was lost, not queued: resend every such hole at once. Front-only resending
+   * recovers n losses of a window one after another, a tick or more each, which with 2% loss and a
+   * full window meant multi-second stalls. A resent entry is only resent again once something sent
+   * after the resend has been acked.
+   */
+  private resendHoles(now: number): void {
+    const q = this.outgoing;
+    let budget = MAX_HOLE_RESENDS_PER_SCAN;
+    for (let i = this.outHead; i < q.length && budget > 0; i++) {
+      const e = q[i];
+      if (e.seq >= this.highestAckedSeq) break;
+      if (!e.acked && e.transmitted && e.lastSent + REORDER_MARGIN_MS < this.latestAckedSentAt) {
+        this.transmit(e, now);
+        budget--;
+      }
+    }
   }
 
   /**
