@@ -470,3 +470,41 @@ describe('reorder buffer bounds (issue 14)', () => {
     expect(ch.isAcknowledged(seq)).toBe(true);
   });
 });
+
+describe('loss recovery (issue 14)', () => {
+  it('resends every hole of the window at once, not one front per tick', () => {
+    let now = 1_000_000;
+    const sent: Buffer[] = [];
+    const ch = new DataChannel({
+      role: 'client',
+      now: () => now,
+      send: (f) => sent.push(f),
+      deliver: () => true,
+    });
+    for (let i = 0; i < 10; i++) {
+      ch.sendStream(PayloadType.Output, Buffer.from(`m${i}`));
+      now += 10;
+    }
+    const ack = (seq: number) =>
+      encodeMessage({
+        messageType: MessageType.Acknowledge,
+        sequenceNumber: 0,
+        flags: 3,
+        payloadType: 0,
+        payload: Buffer.from(
+          `{"AcknowledgedMessageType":"input_stream_data","AcknowledgedMessageId":"00000000-0000-4000-8000-000000000000","AcknowledgedMessageSequenceNumber":${seq},"IsSequentialMessage":true}`,
+        ),
+      });
+    sent.length = 0;
+    // 2, 4 and 6 were lost; everything else is acked (in order, as one WebSocket delivers them).
+    for (const s of [0, 1, 3, 5, 7, 8, 9]) ch.receive(ack(s));
+    // The next tick, well within the RTO (200 ms) of any of them, resends all three holes together.
+    ch.tick();
+    const resent = sent.map((f) => {
+      const d = decodeMessage(f);
+      return d.ok ? d.message.sequenceNumber : -1;
+    });
+    expect(resent.sort()).toEqual([2, 4, 6]);
+    expect(ch.stats().retransmissions).toBe(3);
+  });
+});

@@ -193,7 +193,8 @@ export async function recycles(w: SoakWorld, o: SoakOptions): Promise<ScenarioRe
   // Keep the day going until 24 recycles happened, with transfers running throughout.
   const results: ConnResult[] = [...(await running)];
   let round = 0;
-  while ((await w.status('recycle')).reconnects < 24 && round < 40) {
+  const until = Date.now() + (o.tiny ? 20_000 : 60_000);
+  while ((await w.status('recycle')).reconnects < 24 && Date.now() < until) {
     results.push(
       await echoTransfer(`recycle-more-${round}`, w.port('recycle'), per / 4, o.seed * 300 + round),
     );
