@@ -4,12 +4,13 @@
  * agents, per-connection buffer caps (local-conn.ts), a connection cap, idle close, and a status the
  * API can show.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import type { Logger } from 'pino';
 import { writeBatched } from '../shared/batched-write.js';
 import type { AwsTarget, SsmGateway } from './aws.js';
 import type { TunnelConfig } from './config.js';
 import { TunnelError } from './errors.js';
+import { closeAll, listenAll } from './listeners.js';
 import {
   type Conn,
   DEFAULT_MAX_BUFFER_BYTES,
@@ -19,48 +20,9 @@ import {
 } from './local-conn.js';
 import { RateLimitedLog } from './log-limit.js';
 import { ClientSession, type SessionOptions } from './session.js';
+import { buildStatus, remoteOf, type TunnelState, type TunnelStatus } from './tunnel-status.js';
 
-export type TunnelState =
-  | 'listening'
-  | 'connecting'
-  | 'open'
-  | 'degraded'
-  | 'reconnecting'
-  | 'error'
-  | 'stopped';
-
-export interface TunnelStatus {
-  name: string;
-  state: TunnelState;
-  localPort: number;
-  bind: string[];
-  listening: string[];
-  remote: string;
-  target: string;
-  resolvedTarget?: string;
-  sessionId?: string;
-  mode?: 'mux' | 'basic';
-  agentVersion?: string;
-  /** Basic mode carries one connection at a time; the rest wait. */
-  note?: string;
-  /** Why the state is `degraded`. */
-  degradedReason?: string;
-  /** Connections reset because their reader fell more than maxBufferBytes behind. */
-  connectionsReset: number;
-  /** Connections refused at max_connections. */
-  connectionsRefused: number;
-  connections: number;
-  waiting: number;
-  totalConnections: number;
-  bytesToRemote: number;
-  bytesFromRemote: number;
-  rttMs?: number;
-  retransmissions: number;
-  reconnects: number;
-  sessionsStarted: number;
-  openedAt?: string;
-  lastError?: { code: string; message: string; fix?: string; at: string };
-}
+export type { TunnelState, TunnelStatus } from './tunnel-status.js';
 
 export interface TunnelDeps {
   gateway: (t: AwsTarget) => SsmGateway;
@@ -98,6 +60,8 @@ export class Tunnel {
   private session: ClientSession | undefined;
   private opening: Promise<ClientSession> | undefined;
   private readonly byId = new Map<number, Conn>();
+  /** Basic-mode sessions being terminated after their one connection. */
+  private readonly retiring = new Set<Promise<void>>();
   private waiting: Conn[] = [];
   private state: TunnelState = 'listening';
   private stopped = false;
@@ -135,48 +99,16 @@ export class Tunnel {
 
   /** Binds every configured address. A bind failure is this tunnel's error, never another's. */
   async start(): Promise<void> {
-    const errors: string[] = [];
-    for (const host of this.config.bind) {
-      try {
-        this.servers.push(await this.listen(host));
-        this.listening.push(host);
-      } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        // A machine without IPv6 still gets a working tunnel on 127.0.0.1.
-        if (host === '::1' && (err.code === 'EADDRNOTAVAIL' || err.code === 'EAFNOSUPPORT')) {
-          this.log.warn({ host }, 'IPv6 loopback unavailable; listening on the other addresses only');
-          continue;
-        }
-        errors.push(`${host}:${this.config.localPort}: ${err.code ?? err.message}`);
-      }
-    }
-    if (this.listening.length === 0 || errors.length > 0) {
-      await this.closeServers();
+    const bound = await listenAll(this.config, (socket) => this.onConnection(socket), this.log);
+    this.servers = bound.servers;
+    this.listening = bound.listening;
+    if (bound.error) {
       this.state = 'error';
-      const inUse = errors.some((e) => e.includes('EADDRINUSE'));
-      this.setError(
-        new TunnelError(
-          'LISTEN_FAILED',
-          `cannot listen on ${errors.join(', ')}`,
-          inUse ? `another program uses port ${this.config.localPort}; pick another local_port` : undefined,
-        ),
-      );
+      this.setError(bound.error);
       return;
     }
     this.log.info({ port: this.config.localPort, bind: this.listening }, 'listening');
     if (!this.config.lazy) void this.ensureSession().catch(() => {});
-  }
-
-  private listen(host: string): Promise<net.Server> {
-    return new Promise((resolve, reject) => {
-      const server = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
-      server.once('error', reject);
-      server.listen({ host, port: this.config.localPort, ipv6Only: host.includes(':') }, () => {
-        server.off('error', reject);
-        server.on('error', (e) => this.log.error({ err: e.message }, 'listener error'));
-        resolve(server);
-      });
-    });
   }
 
   private onConnection(socket: net.Socket): void {
@@ -359,7 +291,10 @@ export class Tunnel {
     this.counters.reset++;
     resetSocket(conn.socket);
     const session = this.session;
-    if (session && !session.isEnded) session.closeConnection(id);
+    if (session && !session.isEnded) {
+      session.closeConnection(id);
+      this.retireIfBasic(session);
+    }
     this.resetLog.warn(
       { conn: id, queuedBytes: queued, maxBufferBytes: this.maxBuffer, reset: this.counters.reset },
       'reset a connection whose reader fell behind by more than max_buffer; the others carry on',
@@ -385,13 +320,36 @@ export class Tunnel {
       this.byId.delete(id);
       if (!conn.socket.destroyed) conn.socket.destroy();
       const session = this.session;
-      if (session && !session.isEnded) session.closeConnection(id);
+      if (session && !session.isEnded) {
+        session.closeConnection(id);
+        this.retireIfBasic(session);
+      }
     }
     this.afterConnectionGone();
   }
 
+  /**
+   * Basic mode carries raw bytes with no connection id, and no message tells the previous
+   * connection's late output from the next one's (protocol/basic-gate.ts can only wait for quiet,
+   * which a loaded machine can outlast). So a basic-mode session carries one connection and is then
+   * terminated; the next connection gets a fresh session, and nothing of the old one can reach it.
+   */
+  private retireIfBasic(session: ClientSession): void {
+    if (this.session !== session || session.info?.mode !== 'basic') return;
+    this.session = undefined;
+    this.counters.retransmissions += session.stats().channel.retransmissions;
+    this.state = this.stopped ? 'stopped' : 'listening';
+    const ending = session.terminate().catch(() => {});
+    this.retiring.add(ending);
+    void ending.finally(() => this.retiring.delete(ending));
+  }
+
   private afterConnectionGone(): void {
     this.serveWaiting();
+    if (!this.stopped && (!this.session || this.session.isEnded)) {
+      if (this.waiting.length > 0) void this.ensureSession().catch(() => {});
+      else this.scheduleEagerReopen();
+    }
     this.armIdle();
   }
 
@@ -472,6 +430,7 @@ export class Tunnel {
     for (const conn of this.waiting) conn.socket.destroy();
     this.waiting = [];
     await this.closeSession();
+    await Promise.all(this.retiring);
     if (this.opening) await this.opening.catch(() => {});
     for (const conn of this.byId.values()) conn.socket.destroy();
     this.byId.clear();
@@ -479,52 +438,27 @@ export class Tunnel {
   }
 
   private async closeServers(): Promise<void> {
-    await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    await closeAll(this.servers);
     this.servers = [];
     this.listening = [];
   }
 
   private remote(): string {
-    return `${this.config.remoteHost ?? 'the bastion'}:${this.config.remotePort}`;
+    return remoteOf(this.config);
   }
 
   status(): TunnelStatus {
-    const c = this.config;
-    const live = this.session && !this.session.isEnded ? this.session : undefined;
-    const s = live?.stats();
-    const basic = s?.mode === 'basic';
-    const health = live && this.state === 'open' ? live.health() : undefined;
-    return {
-      name: c.name,
-      state: health?.degraded ? 'degraded' : this.state,
-      ...(health?.degraded && { degradedReason: health.reason }),
-      localPort: c.localPort,
-      bind: c.bind,
+    return buildStatus({
+      config: this.config,
+      state: this.state,
+      session: this.session && !this.session.isEnded ? this.session : undefined,
       listening: this.listening,
-      remote: this.remote(),
-      target: c.target.kind === 'instance' ? c.target.instanceId : `tag:${c.target.key}=${c.target.value}`,
       resolvedTarget: this.resolvedTarget,
-      sessionId: s?.sessionId,
-      mode: s?.mode,
-      agentVersion: s?.agentVersion,
-      note: basic
-        ? live?.basicDraining
-          ? "basic mode (old SSM agent): one connection at a time; the last one's output is draining"
-          : 'basic mode (old SSM agent): one connection at a time, others wait'
-        : undefined,
-      connectionsReset: this.counters.reset,
-      connectionsRefused: this.counters.refused,
       connections: this.byId.size,
       waiting: this.waiting.length,
-      totalConnections: this.counters.total,
-      bytesToRemote: this.counters.toRemote,
-      bytesFromRemote: this.counters.fromRemote,
-      rttMs: s ? Math.round(s.channel.srttMs * 100) / 100 : undefined,
-      retransmissions: this.counters.retransmissions + (s?.channel.retransmissions ?? 0),
-      reconnects: this.counters.reconnects,
-      sessionsStarted: this.counters.sessions,
-      openedAt: s ? this.openedAt : undefined,
+      counters: this.counters,
+      openedAt: this.openedAt,
       lastError: this.lastError,
-    };
+    });
   }
 }
