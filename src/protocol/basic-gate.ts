@@ -12,6 +12,11 @@
  * the quiet period past the agent's largest RTO (1 s, SPEC 7.5), since its resends of what the dead
  * socket lost only start then. This costs a few hundred ms per connection switch; basic mode is for
  * agents old enough that correctness is worth more than that.
+ *
+ * The quiet period is still a timing guess: an agent stalled longer than it (a loaded machine) can
+ * deliver old output after the gate opened. The daemon therefore gives each basic-mode connection a
+ * session of its own (daemon/tunnel.ts); this gate is the second line, for users of PortSession that
+ * keep a session across connections.
  */
 
 export const BASIC_QUIET_MS = 300;
