@@ -46,11 +46,16 @@ export interface TunnelDeps {
   maxBufferBytes?: number;
   /** Connections per tunnel, waiting ones included (default 512). */
   maxConnections?: number;
+  /** Cap on bytes queued for all slow readers of the tunnel together (default 256 MiB). */
+  maxTotalBufferBytes?: number;
   /** Per-call timeout for the AWS API (default 20 s). */
   awsCallTimeoutMs?: number;
 }
 
 const EAGER_REOPEN_MS = 5_000;
+/** Bytes queued for all local readers of one tunnel together. */
+export const DEFAULT_MAX_TOTAL_BUFFER_BYTES = 256 * 1024 * 1024;
+const TOTAL_CHECK_FROM = 1024 * 1024;
 
 export class Tunnel {
   readonly config: TunnelConfig;
@@ -82,6 +87,7 @@ export class Tunnel {
   };
   private readonly maxBuffer: number;
   private readonly maxConnections: number;
+  private readonly maxTotalBuffer: number;
   private readonly resetLog: RateLimitedLog;
   private readonly refuseLog: RateLimitedLog;
 
@@ -93,6 +99,7 @@ export class Tunnel {
     this.log = deps.logger.child({ tunnel: config.name });
     this.maxBuffer = deps.maxBufferBytes ?? config.maxBufferBytes ?? DEFAULT_MAX_BUFFER_BYTES;
     this.maxConnections = deps.maxConnections ?? config.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    this.maxTotalBuffer = deps.maxTotalBufferBytes ?? DEFAULT_MAX_TOTAL_BUFFER_BYTES;
     this.resetLog = new RateLimitedLog(this.log);
     this.refuseLog = new RateLimitedLog(this.log);
   }
@@ -279,7 +286,24 @@ export class Tunnel {
     if (!conn) return;
     this.counters.fromRemote += data.length;
     writeBatched(conn.socket, data);
-    if (queuedBytes(conn) > this.maxBuffer) this.resetSlowReader(conn);
+    const queued = queuedBytes(conn);
+    if (queued > this.maxBuffer) this.resetSlowReader(conn);
+    else if (queued > TOTAL_CHECK_FROM) this.checkTotalBuffer();
+  }
+
+  /**
+   * Many slow readers each under max_buffer could still add up: past the tunnel-wide cap the one
+   * furthest behind is reset. Summed only while this reader lags by more than TOTAL_CHECK_FROM.
+   */
+  private checkTotalBuffer(): void {
+    let total = 0;
+    let worst: Conn | undefined;
+    for (const c of this.byId.values()) {
+      const q = queuedBytes(c);
+      total += q;
+      if (!worst || q > queuedBytes(worst)) worst = c;
+    }
+    if (total > this.maxTotalBuffer && worst) this.resetSlowReader(worst);
   }
 
   private resetSlowReader(conn: Conn): void {

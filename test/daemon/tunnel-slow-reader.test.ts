@@ -11,14 +11,16 @@ import { type Simulator, startSimulator } from '../../src/sim/index.js';
 import { connect, pseudoRandomBytes, startSourceServer, type TcpServerHandle } from '../helpers/net.js';
 import { BASTION, howItEnds, startTunnel } from './tunnel-harness.js';
 
-const SIZE = 12 * 1024 * 1024;
+const SIZE = 24 * 1024 * 1024;
 const SEED = 7;
-const CAP = 4 * 1024 * 1024;
+// Far above what a reading client falls behind, even with the agent flat out on a loaded machine.
+const CAP = 16 * 1024 * 1024;
 
 let sim: Simulator;
 let source: TcpServerHandle;
 let tunnel: Tunnel | undefined;
 const sockets: net.Socket[] = [];
+const cleanups: Array<() => Promise<void>> = [];
 
 beforeAll(async () => {
   // Flat out: the agent sends as fast as the client acknowledges, so any stall is the client's.
@@ -28,6 +30,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const s of sockets) s.destroy();
+  for (const c of cleanups) await c().catch(() => {});
   await tunnel?.stop();
   await source?.close();
   await sim?.close();
@@ -86,5 +89,36 @@ describe('a slow local reader', () => {
     sockets.push(again);
     expect(await download(again)).toEqual({ bytes: SIZE, sha: expected });
     expect(t.tunnel.status().sessionsStarted).toBe(1);
+  });
+
+  it('resets the reader furthest behind when all slow readers together pass the tunnel-wide cap', {
+    timeout: 90_000,
+  }, async () => {
+    const small = await startSourceServer(8 * 1024 * 1024, SEED);
+    cleanups.push(() => small.close());
+    const t = await startTunnel(sim, {
+      target: BASTION,
+      remotePort: small.port,
+      name: 'total',
+      deps: { maxBufferBytes: 64 * 1024 * 1024, maxTotalBufferBytes: 3 * 1024 * 1024 },
+    });
+    cleanups.push(() => t.tunnel.stop());
+    const slowOnes = await Promise.all(
+      [0, 1].map(() => connect(t.port, '127.0.0.1', { allowHalfOpen: true })),
+    );
+    sockets.push(...slowOnes);
+    for (const s of slowOnes) s.pause();
+    const ends = slowOnes.map((s) => howItEnds(s));
+    await new Promise<void>((resolve) => {
+      const poll = () => (t.tunnel.status().connectionsReset >= 1 ? resolve() : setTimeout(poll, 20));
+      poll();
+    });
+    // Together they passed 3 MiB, each far below its own cap: the one furthest behind was reset.
+    expect(t.tunnel.status().connectionsReset).toBe(1);
+    expect(t.tunnel.status().connections).toBe(1);
+    for (const s of slowOnes) s.resume();
+    // (Alone, the other one may pass the tunnel-wide cap later and be reset too.)
+    expect(await Promise.all(ends)).toContain('RST');
+    expect(t.logs.some((l) => String(l.msg).includes('max_buffer'))).toBe(true);
   });
 });

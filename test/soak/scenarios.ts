@@ -13,6 +13,7 @@ import {
 } from '../e2e/harness.js';
 import {
   closedPort,
+  connect,
   freePort,
   startEchoServer,
   startSourceServer,
@@ -148,6 +149,16 @@ export class SoakWorld {
   }
 }
 
+/** Opens the tunnel's session with a throw-away download connection, so stalls measure data only. */
+async function warmDownload(port: number): Promise<void> {
+  const sock = await connect(port);
+  await new Promise<void>((resolve) => {
+    sock.once('data', () => resolve());
+    sock.once('close', () => resolve());
+  });
+  sock.destroy();
+}
+
 function sizes(o: SoakOptions, full: number, quick: number, tiny: number): number {
   return o.tiny ? tiny : o.quick ? quick : full;
 }
@@ -217,6 +228,7 @@ export async function recycles(w: SoakWorld, o: SoakOptions): Promise<ScenarioRe
 export async function slowReader(w: SoakWorld, o: SoakOptions): Promise<ScenarioResult> {
   const size = w.port('slow-size');
   const port = w.port('slow');
+  await warmDownload(port);
   let slowSock: import('node:net').Socket | undefined;
   const slow = downloadTransfer('slow-reader', port, size, o.seed + 11, {
     onSocket: (s) => {
@@ -312,6 +324,7 @@ export async function faithful(w: SoakWorld, o: SoakOptions): Promise<ScenarioRe
 /** The agent's stuck-message bug, and a refused destination. */
 export async function quirks(w: SoakWorld, o: SoakOptions): Promise<ScenarioResult> {
   const per = sizes(o, 2 * 1024 * 1024, 512 * 1024, 64 * 1024);
+  await echoTransfer('warmup', w.port('stuck'), 1024, o.seed);
   const results = await Promise.all(
     [0, 1].map((i) => echoTransfer(`stuck-${i}`, w.port('stuck'), per, o.seed * 500 + i)),
   );
@@ -338,6 +351,7 @@ export async function quirks(w: SoakWorld, o: SoakOptions): Promise<ScenarioResu
  */
 export async function lossyFaithful(w: SoakWorld, o: SoakOptions): Promise<ScenarioResult> {
   const per = sizes(o, 512 * 1024, 128 * 1024, 32 * 1024);
+  await echoTransfer('warmup', w.port('lossy'), 1024, o.seed);
   await w.faults([{ direction: 'agent->client', drop: 0.02, onlyStreamData: true }]);
   const results = await Promise.all(
     [0, 1].map((i) => echoTransfer(`lossy-${i}`, w.port('lossy'), per, o.seed * 600 + i)),
