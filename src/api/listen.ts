@@ -46,6 +46,7 @@ export async function listenLoopback(app: FastifyInstance, port: number): Promis
   v6.requestTimeout = app.server.requestTimeout;
   v6.headersTimeout = app.server.headersTimeout;
   v6.keepAliveTimeout = app.server.keepAliveTimeout;
+  v6.maxConnections = app.server.maxConnections;
   for (const l of app.server.listeners('clientError')) v6.on('clientError', l as (...a: unknown[]) => void);
   try {
     await listenOn(v6, '::1', port);

@@ -44,6 +44,7 @@ export interface ApiDeps {
   port?: number;
   /** Internal: build the copy that generates /openapi.json. */
   openapi?: boolean;
+  limits?: Partial<ApiLimits>;
 }
 
 function openApiOptions(version: string) {
@@ -80,17 +81,38 @@ const STATUS_BY_CODE: Partial<Record<TunnelErrorCode, number>> = {
   TUNNEL_FROM_CONFIG: 409,
 };
 
-/** Slow or stuck clients must not hold the API: these bound each phase of a request. */
-const LIMITS = {
-  connectionTimeout: 10_000,
-  requestTimeout: 30_000,
-  keepAliveTimeout: 5_000,
-  bodyLimit: 64 * 1024,
-} as const;
+/**
+ * Local programs are the only clients, but a stuck or hostile one must not hold sockets open: a
+ * trickled request is cut off, and past maxConnections new sockets are closed at once (500 trickled
+ * bodies once exhausted the daemon's file descriptors and every tunnel failed with EMFILE).
+ */
+export interface ApiLimits {
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxConnections: number;
+  bodyLimitBytes: number;
+  /** How often Node checks the header/request deadlines. */
+  checkIntervalMs: number;
+}
+
+export const DEFAULT_API_LIMITS: ApiLimits = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 15_000,
+  idleTimeoutMs: 30_000,
+  maxConnections: 64,
+  bodyLimitBytes: 64 * 1024,
+  checkIntervalMs: 1_000,
+};
 
 export function buildApi(deps: ApiDeps): FastifyInstance {
+  const limits = { ...DEFAULT_API_LIMITS, ...deps.limits };
   const app = Fastify({
-    ...LIMITS,
+    http: { headersTimeout: limits.headersTimeoutMs, connectionsCheckingInterval: limits.checkIntervalMs },
+    requestTimeout: limits.requestTimeoutMs,
+    connectionTimeout: limits.idleTimeoutMs,
+    keepAliveTimeout: Math.min(5_000, limits.idleTimeoutMs),
+    bodyLimit: limits.bodyLimitBytes,
     // Request lines at info would drown the tunnel logs; the API logs only its warnings and errors.
     loggerInstance: deps.logger?.child({ component: 'api' }, { level: 'warn' }) as
       | FastifyBaseLogger
@@ -101,6 +123,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
         .send({ code: 'BAD_REQUEST', message: err.message });
     },
   }) as unknown as FastifyInstance;
+  app.server.maxConnections = limits.maxConnections;
   // Malformed HTTP never reaches a route: answer it in the same JSON shape (instead of fastify's own).
   app.server.removeAllListeners('clientError');
   app.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {

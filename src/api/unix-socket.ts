@@ -60,6 +60,7 @@ export async function listenUnix(app: FastifyInstance, socketPath: string): Prom
   server.requestTimeout = app.server.requestTimeout;
   server.headersTimeout = app.server.headersTimeout;
   server.keepAliveTimeout = app.server.keepAliveTimeout;
+  server.maxConnections = app.server.maxConnections;
   for (const l of app.server.listeners('clientError'))
     server.on('clientError', l as (...a: unknown[]) => void);
   server.on('connection', (s) => markTrusted(s));

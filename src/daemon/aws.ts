@@ -29,7 +29,12 @@ export interface AwsTarget {
   endpoint?: string;
   /** Static credentials instead of the SDK's default chain (tests and benchmarks only). */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** Each SSM call (SDK retries included) gives up after this long; default AWS_CALL_TIMEOUT_MS. */
+  callTimeoutMs?: number;
 }
+
+/** A call that has not answered in 20 s will not answer: say so rather than keep clients waiting. */
+export const AWS_CALL_TIMEOUT_MS = 20_000;
 
 /** What a tunnel needs from AWS; the daemon's only dependency on the SDK. */
 export interface SsmGateway {
@@ -95,9 +100,33 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
     return clientPromise;
   };
   const fixFor = (e: unknown) => classifyAwsError(e, t.profile, { region: t.region, endpoint });
+  const timeoutMs = t.callTimeoutMs ?? AWS_CALL_TIMEOUT_MS;
+  /** Runs one SDK call with an abort deadline; the SDK's own retries happen inside it. */
+  const bounded = async <T>(step: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> => {
+    const ctl = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        ctl.abort();
+        reject(
+          new TunnelError(
+            'AWS_TIMEOUT',
+            `${step} did not answer within ${Math.round(timeoutMs / 100) / 10} s${endpoint ? ` (endpoint ${endpoint})` : ''}`,
+            'check the network path to the SSM endpoint (VPN, proxy) and retry',
+          ),
+        );
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([fn(ctl.signal), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   const credentials = async (): Promise<AwsCredentials> => {
     try {
-      return await (await getClient()).config.credentials();
+      const client = await getClient();
+      return await bounded('resolving AWS credentials', () => client.config.credentials());
     } catch (e) {
       throw fixFor(e);
     }
@@ -107,8 +136,11 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
     async startSession(target, documentName, parameters) {
       try {
         const [client, { StartSessionCommand }] = await Promise.all([getClient(), loadSdk()]);
-        const out = await client.send(
-          new StartSessionCommand({ Target: target, DocumentName: documentName, Parameters: parameters }),
+        const out = await bounded('StartSession', (abortSignal) =>
+          client.send(
+            new StartSessionCommand({ Target: target, DocumentName: documentName, Parameters: parameters }),
+            { abortSignal },
+          ),
         );
         if (!out.SessionId || !out.TokenValue || !out.StreamUrl) {
           throw new TunnelError('AWS_ERROR', 'StartSession returned no SessionId, TokenValue or StreamUrl');
@@ -121,7 +153,9 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
     async resumeSession(sessionId) {
       try {
         const [client, { ResumeSessionCommand }] = await Promise.all([getClient(), loadSdk()]);
-        const out = await client.send(new ResumeSessionCommand({ SessionId: sessionId }));
+        const out = await bounded('ResumeSession', (abortSignal) =>
+          client.send(new ResumeSessionCommand({ SessionId: sessionId }), { abortSignal }),
+        );
         if (!out.TokenValue) return undefined;
         return { sessionId, tokenValue: out.TokenValue, streamUrl: out.StreamUrl ?? '' };
       } catch (e) {
@@ -132,7 +166,9 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
     async terminateSession(sessionId) {
       try {
         const [client, { TerminateSessionCommand }] = await Promise.all([getClient(), loadSdk()]);
-        await client.send(new TerminateSessionCommand({ SessionId: sessionId }));
+        await bounded('TerminateSession', (abortSignal) =>
+          client.send(new TerminateSessionCommand({ SessionId: sessionId }), { abortSignal }),
+        );
       } catch (e) {
         throw fixFor(e);
       }
@@ -143,14 +179,18 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
       try {
         const [client, { DescribeInstanceInformationCommand }] = await Promise.all([getClient(), loadSdk()]);
         do {
-          const out = await client.send(
-            new DescribeInstanceInformationCommand({
-              Filters: [
-                { Key: `tag:${key}`, Values: [value] },
-                { Key: 'PingStatus', Values: ['Online'] },
-              ],
-              NextToken: next,
-            }),
+          const token = next;
+          const out = await bounded('DescribeInstanceInformation', (abortSignal) =>
+            client.send(
+              new DescribeInstanceInformationCommand({
+                Filters: [
+                  { Key: `tag:${key}`, Values: [value] },
+                  { Key: 'PingStatus', Values: ['Online'] },
+                ],
+                NextToken: token,
+              }),
+              { abortSignal },
+            ),
           );
           for (const i of out.InstanceInformationList ?? []) {
             if (i.InstanceId && i.PingStatus === 'Online') ids.push(i.InstanceId);
@@ -166,8 +206,11 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
     async describeInstance(id) {
       try {
         const [client, { DescribeInstanceInformationCommand }] = await Promise.all([getClient(), loadSdk()]);
-        const out = await client.send(
-          new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [id] }] }),
+        const out = await bounded('DescribeInstanceInformation', (abortSignal) =>
+          client.send(
+            new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [id] }] }),
+            { abortSignal },
+          ),
         );
         const i = out.InstanceInformationList?.find((x) => x.InstanceId === id);
         return i ? { pingStatus: i.PingStatus ?? 'Unknown', agentVersion: i.AgentVersion } : undefined;

@@ -5,15 +5,15 @@
  * exactly which line is wrong and what to write instead. Every problem is collected (not just the
  * first) so one edit-and-retry round fixes the whole file.
  */
-import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parse, TomlError } from 'smol-toml';
+import { checkIntegers, checkStringValues, readConfigFile } from './config/hardening.js';
 import { PositionScanner } from './config/locate.js';
 import { SAMPLE_INSTANCE } from './config/schema.js';
 import type { Ctx } from './config/section.js';
 import { syntaxIssue } from './config/syntax.js';
-import { ConfigError, type DaemonConfig } from './config/types.js';
+import { ConfigError, type ConfigIssue, type DaemonConfig } from './config/types.js';
 import { checkDaemon, checkTunnels, unknownTopLevel } from './config/validate.js';
 
 export { suggest } from './config/suggest.js';
@@ -46,8 +46,9 @@ export function defaultConfigPath(env: NodeJS.ProcessEnv = process.env, home: st
 export async function loadConfig(file: string): Promise<DaemonConfig> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await readConfigFile(file);
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     const issue = (message: string, fix: string): ConfigError =>
       new ConfigError([{ file, line: 0, message, fix }]);
@@ -84,6 +85,9 @@ export function parseConfig(text: string, file: string): DaemonConfig {
   }
   const positions = new PositionScanner(text).scan();
   const ctx: Ctx = { file, json: false, issues: [], lineOf: (p) => positions.lineOf(p) };
+  const push = (i: Omit<ConfigIssue, 'file'>) => ctx.issues.push({ file, ...i });
+  checkStringValues(push, ctx.lineOf, doc);
+  checkIntegers(text, push, ctx.lineOf);
 
   for (const key of Object.keys(doc)) {
     if (key !== 'daemon' && key !== 'tunnels') unknownTopLevel(ctx, key, doc[key]);

@@ -11,14 +11,19 @@ import { CLIENT_VERSION } from '../protocol/handshake.js';
 import { PortSession, type PortSessionInfo } from '../protocol/port-session.js';
 import type { SessionTokens, SsmGateway } from './aws.js';
 import { TunnelError } from './errors.js';
+import { RateLimitedLog } from './log-limit.js';
 import { Transport } from './transport.js';
 
 export const HANDSHAKE_TIMEOUT_MS = 30_000;
 export const MAX_RECONNECT_MS = 120_000;
 const RECONNECT_INITIAL_MS = 100;
 const RECONNECT_MAX_DELAY_MS = 5_000;
-/** A tick this late means the process was frozen (laptop sleep): the socket is surely dead. */
+/** A tick this late means the process was frozen (laptop sleep): the socket may well be dead. */
 const SLEEP_GAP_MS = 15_000;
+/** After a freeze, a socket that answers a ping within this long is kept (it may hold data). */
+const FREEZE_PROBE_MS = 3_000;
+/** A front message unacknowledged this long shows the tunnel as degraded (long before the deadline). */
+export const DEGRADED_AFTER_MS = 10_000;
 const TERMINATE_GRACE_MS = 500;
 
 export interface SessionHandlers {
@@ -27,6 +32,8 @@ export interface SessionHandlers {
   connectToPortError(): void;
   /** The unacked bound has room again: resume reading local sockets. */
   drain(): void;
+  /** Basic mode: the previous connection's output has drained; a waiting connection may attach. */
+  slotFree?(): void;
   reconnecting(reason: string): void;
   reconnected(): void;
   /** The session is over. `error` is undefined when we ended it ourselves. */
@@ -47,6 +54,16 @@ export interface SessionOptions {
   deadAfterMs?: number;
   maxUnackedMessages?: number;
   maxUnackedBytes?: number;
+  /** Basic mode's quiet period after a connection ends (see protocol/basic-gate.ts). */
+  basicQuietMs?: number;
+  degradedAfterMs?: number;
+  /** A tick this much later than due means the process was frozen (default 15 s). */
+  freezeGapMs?: number;
+}
+
+export interface SessionHealth {
+  degraded: boolean;
+  reason?: string;
 }
 
 export interface SessionStats {
@@ -67,6 +84,8 @@ export class ClientSession {
   private tickTimer: NodeJS.Timeout | undefined;
   private lastTick = Date.now();
   private reconnects = 0;
+  private probing = false;
+  private readonly invalidLog: RateLimitedLog;
   private ending = false;
   private ended = false;
   private readyWaiter: { resolve: () => void; reject: (e: TunnelError) => void } | undefined;
@@ -77,6 +96,7 @@ export class ClientSession {
   ) {
     this.tokens = tokens;
     this.sessionId = tokens.sessionId;
+    this.invalidLog = new RateLimitedLog(opts.logger);
     const h = opts.handlers;
     this.channel = new DataChannel({
       role: 'client',
@@ -98,18 +118,23 @@ export class ClientSession {
         this.finish(new TunnelError('RESEND_TIMEOUT', err.message));
         void this.opts.aws.terminateSession(this.sessionId).catch(() => {});
       },
-      onInvalid: (err) =>
-        this.opts.logger.warn({ code: err.code }, `dropped malformed frame: ${err.message}`),
+      onInvalid: (err) => this.invalidLog.warn({ code: err.code }, `dropped malformed frame: ${err.message}`),
       onDrain: () => h.drain(),
       maxUnackedMessages: opts.maxUnackedMessages,
       maxUnackedBytes: opts.maxUnackedBytes,
     });
     this.port = new PortSession(
-      { clientVersion: opts.clientVersion ?? CLIENT_VERSION, now: Date.now() },
       {
-        sendStream: (type, payload) => {
-          this.channel.sendStream(type, payload);
-        },
+        clientVersion: opts.clientVersion ?? CLIENT_VERSION,
+        now: Date.now(),
+        clock: Date.now,
+        basicGate: opts.basicQuietMs !== undefined ? { quietMs: opts.basicQuietMs } : undefined,
+      },
+      {
+        sendStream: (type, payload) => this.channel.sendStream(type, payload),
+        isAcknowledged: (seq) => this.channel.isAcknowledged(seq),
+        inboundGap: () => this.channel.hasInboundGap,
+        slotFree: () => h.slotFree?.(),
         ready: (info) => {
           this.opts.logger.info({ mode: info.mode, agentVersion: info.agentVersion }, 'session ready');
           this.readyWaiter?.resolve();
@@ -200,12 +225,32 @@ export class ClientSession {
 
   private tick(): void {
     const now = Date.now();
-    if (now - this.lastTick > SLEEP_GAP_MS && this.transport?.isOpen) {
-      this.transport.kill(`process was frozen for ${Math.round((now - this.lastTick) / 1000)} s (sleep?)`);
-    }
+    if (now - this.lastTick > (this.opts.freezeGapMs ?? SLEEP_GAP_MS) && this.transport?.isOpen)
+      this.probeAfterFreeze(now - this.lastTick);
     this.lastTick = now;
     this.channel.tick();
     this.port.tick(now);
+  }
+
+  /**
+   * After a freeze the old socket may still be fine, and its receive buffer holds what the agent sent
+   * meanwhile: replacing it would throw that away and leave the agent resending one message per tick.
+   * A ping answered in time proves it alive (and everything queued before the pong has been read).
+   */
+  private probeAfterFreeze(gapMs: number): void {
+    const transport = this.transport;
+    if (!transport || this.probing) return;
+    this.probing = true;
+    const secs = Math.round(gapMs / 1000);
+    void transport.probe(FREEZE_PROBE_MS).then((alive) => {
+      this.probing = false;
+      if (alive) {
+        this.opts.logger.info({ frozenS: secs }, 'process was frozen; the WebSocket survived');
+        return;
+      }
+      if (transport === this.transport && transport.isOpen)
+        transport.kill(`process was frozen for ${secs} s (sleep?) and the WebSocket no longer answers`);
+    });
   }
 
   private onDrop(transport: Transport, reason: string): void {
@@ -243,6 +288,7 @@ export class ClientSession {
         }
         if (this.ended) return;
         await this.connect(tokens.tokenValue);
+        this.port.reconnected(Date.now());
         this.reconnects++;
         this.opts.logger.info({ attempt }, 'data channel resumed');
         this.opts.handlers.reconnected();
@@ -300,10 +346,22 @@ export class ClientSession {
     this.port.closeConnection(connId);
   }
 
-  /** Local sockets are full: refuse incoming data (unacked, so the agent resends it later). */
-  setReceiveBlocked(blocked: boolean): void {
-    this.port.setReceiveBlocked(blocked);
-    if (!blocked) this.channel.retryDelivery();
+  /** Basic mode: the slot is closed while the previous connection's output drains. */
+  get basicDraining(): boolean {
+    return this.port.basicDraining;
+  }
+
+  /** Degraded: the agent has not acknowledged our oldest message for a long time (or we are away). */
+  health(): SessionHealth {
+    const age = this.channel.oldestUnackedAgeMs();
+    const limit = this.opts.degradedAfterMs ?? DEGRADED_AFTER_MS;
+    if (!this.ended && age > limit) {
+      return {
+        degraded: true,
+        reason: `the agent has not acknowledged data for ${Math.round(age / 1000)} s${this.transport ? '' : ' (reconnecting)'}`,
+      };
+    }
+    return { degraded: false };
   }
 
   stats(): SessionStats {

@@ -129,6 +129,33 @@ export class Transport {
     sendBatched(this.ws, frame);
   }
 
+  /**
+   * Pings and resolves true if a pong comes back within `timeoutMs`. TCP keeps order, so once the pong
+   * is here everything the peer sent before it has been read and handed on.
+   */
+  probe(timeoutMs: number): Promise<boolean> {
+    if (!this.isOpen) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const ws = this.ws;
+      const done = (alive: boolean) => {
+        clearTimeout(timer);
+        ws.off('pong', onPong);
+        ws.off('close', onClose);
+        resolve(alive && this.isOpen);
+      };
+      const onPong = () => done(true);
+      const onClose = () => done(false);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      ws.on('pong', onPong);
+      ws.once('close', onClose);
+      try {
+        ws.ping('probe');
+      } catch {
+        done(false);
+      }
+    });
+  }
+
   /** Declares the socket dead (e.g. after the laptop slept) without waiting for TCP to notice. */
   kill(reason: string): void {
     this.drop(reason);

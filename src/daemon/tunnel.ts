@@ -1,50 +1,29 @@
 /**
  * A named tunnel: local listeners that are always there, an SSM session opened lazily on the first
  * connection and shared by every later one (one smux stream each), basic-mode serialisation for old
- * agents, back-pressure both ways, idle close, and a status the API can show.
+ * agents, per-connection buffer caps (local-conn.ts), a connection cap, idle close, and a status the
+ * API can show.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import type { Logger } from 'pino';
 import { writeBatched } from '../shared/batched-write.js';
 import type { AwsTarget, SsmGateway } from './aws.js';
 import type { TunnelConfig } from './config.js';
 import { TunnelError } from './errors.js';
 import { IamFront, type TokenSource } from './iam-front.js';
-import type { PgFrontStats } from './pgfront/index.js';
+import { closeAll, listenAll } from './listeners.js';
+import {
+  type Conn,
+  DEFAULT_MAX_BUFFER_BYTES,
+  DEFAULT_MAX_CONNECTIONS,
+  queuedBytes,
+  resetSocket,
+} from './local-conn.js';
+import { RateLimitedLog } from './log-limit.js';
 import { ClientSession, type SessionOptions } from './session.js';
+import { buildStatus, remoteOf, type TunnelState, type TunnelStatus } from './tunnel-status.js';
 
-export type TunnelState = 'listening' | 'connecting' | 'open' | 'reconnecting' | 'error' | 'stopped';
-
-export interface TunnelStatus {
-  name: string;
-  state: TunnelState;
-  localPort: number;
-  bind: string[];
-  listening: string[];
-  remote: string;
-  target: string;
-  resolvedTarget?: string;
-  sessionId?: string;
-  mode?: 'mux' | 'basic';
-  agentVersion?: string;
-  /** Basic mode carries one connection at a time; the rest wait. */
-  note?: string;
-  connections: number;
-  waiting: number;
-  totalConnections: number;
-  bytesToRemote: number;
-  bytesFromRemote: number;
-  rttMs?: number;
-  retransmissions: number;
-  reconnects: number;
-  sessionsStarted: number;
-  openedAt?: string;
-  lastError?: { code: string; message: string; fix?: string; at: string };
-  /** Set by the manager while a busy port is retried with back-off. */
-  listenRetry?: { attempt: number; nextAt: string };
-  /** `auth = "iam"`: logins through the PostgreSQL front, failures by reason, cancels. */
-  logins?: PgFrontStats;
-}
+export type { TunnelState, TunnelStatus } from './tunnel-status.js';
 
 export interface TunnelDeps {
   gateway: (t: AwsTarget) => SsmGateway;
@@ -59,8 +38,19 @@ export interface TunnelDeps {
       | 'deadAfterMs'
       | 'maxUnackedMessages'
       | 'maxUnackedBytes'
+      | 'basicQuietMs'
+      | 'degradedAfterMs'
+      | 'freezeGapMs'
     >
   >;
+  /** Per-connection cap on bytes queued towards a slow local reader (default 64 MiB). */
+  maxBufferBytes?: number;
+  /** Connections per tunnel, waiting ones included (default 512). */
+  maxConnections?: number;
+  /** Cap on bytes queued for all slow readers of the tunnel together (default 256 MiB). */
+  maxTotalBufferBytes?: number;
+  /** Per-call timeout for the AWS API (default 20 s). */
+  awsCallTimeoutMs?: number;
   /** Told of every state change and every new error as it happens (the API's /events and /metrics). */
   observer?: TunnelObserver;
   /** RDS IAM tokens, for `auth = "iam"` tunnels. */
@@ -75,18 +65,14 @@ export interface TunnelObserver {
   removed?(tunnel: string): void;
 }
 
-/** Above this much data queued in local sockets, stop taking data from the agent (it resends later). */
-const LOCAL_HIGH_WATER = 4 * 1024 * 1024;
-const LOCAL_LOW_WATER = 1024 * 1024;
 const EAGER_REOPEN_MS = 5_000;
-
-interface Conn {
-  socket: net.Socket;
-  id?: number;
-}
+/** Bytes queued for all local readers of one tunnel together. */
+export const DEFAULT_MAX_TOTAL_BUFFER_BYTES = 256 * 1024 * 1024;
+const TOTAL_CHECK_FROM = 1024 * 1024;
 
 export class Tunnel {
   readonly config: TunnelConfig;
+  /** Set by the manager while a busy port is retried with back-off. */
   listenRetry: TunnelStatus['listenRetry'];
   private readonly log: Logger;
   private servers: net.Server[] = [];
@@ -94,6 +80,8 @@ export class Tunnel {
   private session: ClientSession | undefined;
   private opening: Promise<ClientSession> | undefined;
   private readonly byId = new Map<number, Conn>();
+  /** Basic-mode sessions being terminated after their one connection. */
+  private readonly retiring = new Set<Promise<void>>();
   private waiting: Conn[] = [];
   /** The PostgreSQL login front of an `auth = "iam"` tunnel. */
   private readonly iam: IamFront | undefined;
@@ -110,11 +98,24 @@ export class Tunnel {
   private stopped = false;
   private idleTimer: NodeJS.Timeout | undefined;
   private reopenTimer: NodeJS.Timeout | undefined;
-  private receiveBlocked = false;
   private resolvedTarget: string | undefined;
   private lastError: TunnelStatus['lastError'];
   private openedAt: string | undefined;
-  private counters = { total: 0, toRemote: 0, fromRemote: 0, sessions: 0, reconnects: 0, retransmissions: 0 };
+  private counters = {
+    total: 0,
+    toRemote: 0,
+    fromRemote: 0,
+    sessions: 0,
+    reconnects: 0,
+    retransmissions: 0,
+    reset: 0,
+    refused: 0,
+  };
+  private readonly maxBuffer: number;
+  private readonly maxConnections: number;
+  private readonly maxTotalBuffer: number;
+  private readonly resetLog: RateLimitedLog;
+  private readonly refuseLog: RateLimitedLog;
 
   constructor(
     config: TunnelConfig,
@@ -122,6 +123,11 @@ export class Tunnel {
   ) {
     this.config = config;
     this.log = deps.logger.child({ tunnel: config.name });
+    this.maxBuffer = deps.maxBufferBytes ?? config.maxBufferBytes ?? DEFAULT_MAX_BUFFER_BYTES;
+    this.maxConnections = deps.maxConnections ?? config.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    this.maxTotalBuffer = deps.maxTotalBufferBytes ?? DEFAULT_MAX_TOTAL_BUFFER_BYTES;
+    this.resetLog = new RateLimitedLog(this.log);
+    this.refuseLog = new RateLimitedLog(this.log);
     if (config.auth === 'iam' && deps.tokens) {
       this.iam = new IamFront(config, deps.tokens, (socket) => this.onConnection(socket), this.log);
     }
@@ -130,32 +136,16 @@ export class Tunnel {
   /** Binds every configured address. A bind failure is this tunnel's error, never another's. */
   async start(): Promise<void> {
     if (this.stopped) return;
-    const errors: string[] = [];
-    for (const host of this.config.bind) {
-      try {
-        this.servers.push(await this.listen(host));
-        this.listening.push(host);
-      } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        // A machine without IPv6 still gets a working tunnel on 127.0.0.1.
-        if (host === '::1' && (err.code === 'EADDRNOTAVAIL' || err.code === 'EAFNOSUPPORT')) {
-          this.log.warn({ host }, 'IPv6 loopback unavailable; listening on the other addresses only');
-          continue;
-        }
-        errors.push(`${host}:${this.config.localPort}: ${err.code ?? err.message}`);
-      }
-    }
-    if (this.listening.length === 0 || errors.length > 0) {
-      await this.closeServers();
+    const bound = await listenAll(
+      this.config,
+      (socket) => (this.iam ? this.iam.handle(socket) : this.onConnection(socket)),
+      this.log,
+    );
+    this.servers = bound.servers;
+    this.listening = bound.listening;
+    if (bound.error) {
       this.state = 'error';
-      const inUse = errors.some((e) => e.includes('EADDRINUSE'));
-      this.setError(
-        new TunnelError(
-          'LISTEN_FAILED',
-          `cannot listen on ${errors.join(', ')}`,
-          inUse ? `another program uses port ${this.config.localPort}; pick another local_port` : undefined,
-        ),
-      );
+      this.setError(bound.error);
       return;
     }
     this.state = 'listening';
@@ -163,23 +153,25 @@ export class Tunnel {
     if (!this.config.lazy) void this.ensureSession().catch(() => {});
   }
 
-  private listen(host: string): Promise<net.Server> {
-    return new Promise((resolve, reject) => {
-      const server = net.createServer({ noDelay: true }, (socket) =>
-        this.iam ? this.iam.handle(socket) : this.onConnection(socket),
-      );
-      server.once('error', reject);
-      server.listen({ host, port: this.config.localPort, ipv6Only: host.includes(':') }, () => {
-        server.off('error', reject);
-        server.on('error', (e) => this.log.error({ err: e.message }, 'listener error'));
-        resolve(server);
-      });
-    });
-  }
-
   private onConnection(socket: net.Socket): void {
     if (this.stopped) {
       socket.destroy();
+      return;
+    }
+    if (this.byId.size + this.waiting.length >= this.maxConnections) {
+      this.counters.refused++;
+      socket.on('error', () => {});
+      resetSocket(socket);
+      this.refuseLog.warn(
+        { code: 'TOO_MANY_CONNECTIONS', max: this.maxConnections, refused: this.counters.refused },
+        `refused a connection: the tunnel already carries ${this.maxConnections} (max_connections)`,
+      );
+      this.lastError = {
+        code: 'TOO_MANY_CONNECTIONS',
+        message: `connection refused: ${this.maxConnections} connections already open (max_connections)`,
+        fix: 'close idle connections (connection pools), or raise max_connections for this tunnel',
+        at: new Date().toISOString(),
+      };
       return;
     }
     this.counters.total++;
@@ -214,7 +206,12 @@ export class Tunnel {
   private async openSession(): Promise<ClientSession> {
     const c = this.config;
     try {
-      const aws = this.deps.gateway({ profile: c.profile, region: c.region, endpoint: c.endpoint });
+      const aws = this.deps.gateway({
+        profile: c.profile,
+        region: c.region,
+        endpoint: c.endpoint,
+        ...(this.deps.awsCallTimeoutMs !== undefined && { callTimeoutMs: this.deps.awsCallTimeoutMs }),
+      });
       const target = await this.resolveTarget(aws);
       this.counters.sessions++;
       const session = await ClientSession.start({
@@ -236,6 +233,7 @@ export class Tunnel {
               ),
             ),
           drain: () => this.resumeLocalReads(),
+          slotFree: () => this.serveWaiting(),
           reconnecting: () => {
             this.state = 'reconnecting';
           },
@@ -261,8 +259,8 @@ export class Tunnel {
       const err = e instanceof TunnelError ? e : new TunnelError('AWS_ERROR', (e as Error).message);
       this.setError(err);
       this.state = this.stopped ? 'stopped' : 'error';
-      // Waiting clients get a prompt close rather than a hang; the next connection retries.
-      for (const conn of this.waiting) conn.socket.destroy();
+      // Waiting clients get a prompt reset rather than a hang; the next connection retries.
+      for (const conn of this.waiting) resetSocket(conn.socket);
       this.waiting = [];
       this.scheduleEagerReopen();
       throw err;
@@ -306,7 +304,6 @@ export class Tunnel {
       if (!session.writable) this.pauseLocalReads();
     });
     socket.on('end', () => this.onLocalClose(conn));
-    socket.on('drain', () => this.checkLocalBuffers());
     if (session.writable) socket.resume();
   }
 
@@ -318,26 +315,50 @@ export class Tunnel {
     for (const c of this.byId.values()) if (!c.socket.destroyed) c.socket.resume();
   }
 
+  /** Always taken (and so acknowledged); a reader too far behind is reset alone (local-conn.ts). */
   private onRemoteData(id: number, data: Buffer): void {
     const conn = this.byId.get(id);
     if (!conn) return;
     this.counters.fromRemote += data.length;
-    if (!writeBatched(conn.socket, data)) this.checkLocalBuffers();
+    writeBatched(conn.socket, data);
+    const queued = queuedBytes(conn);
+    if (queued > this.maxBuffer) this.resetSlowReader(conn);
+    else if (queued > TOTAL_CHECK_FROM) this.checkTotalBuffer();
   }
 
-  /** Session-wide back-pressure, as smux v1 has no per-stream window (SPEC 10.3.2). */
-  private checkLocalBuffers(): void {
-    let queued = 0;
-    for (const c of this.byId.values()) queued += c.socket.writableLength;
-    const session = this.session;
-    if (!session) return;
-    if (!this.receiveBlocked && queued > LOCAL_HIGH_WATER) {
-      this.receiveBlocked = true;
-      session.setReceiveBlocked(true);
-    } else if (this.receiveBlocked && queued < LOCAL_LOW_WATER) {
-      this.receiveBlocked = false;
-      session.setReceiveBlocked(false);
+  /**
+   * Many slow readers each under max_buffer could still add up: past the tunnel-wide cap the one
+   * furthest behind is reset. Summed only while this reader lags by more than TOTAL_CHECK_FROM.
+   */
+  private checkTotalBuffer(): void {
+    let total = 0;
+    let worst: Conn | undefined;
+    for (const c of this.byId.values()) {
+      const q = queuedBytes(c);
+      total += q;
+      if (!worst || q > queuedBytes(worst)) worst = c;
     }
+    if (total > this.maxTotalBuffer && worst) this.resetSlowReader(worst);
+  }
+
+  private resetSlowReader(conn: Conn): void {
+    const id = conn.id;
+    if (id === undefined) return;
+    const queued = queuedBytes(conn);
+    conn.id = undefined;
+    this.byId.delete(id);
+    this.counters.reset++;
+    resetSocket(conn.socket);
+    const session = this.session;
+    if (session && !session.isEnded) {
+      session.closeConnection(id);
+      this.retireIfBasic(session);
+    }
+    this.resetLog.warn(
+      { conn: id, queuedBytes: queued, maxBufferBytes: this.maxBuffer, reset: this.counters.reset },
+      'reset a connection whose reader fell behind by more than max_buffer; the others carry on',
+    );
+    this.afterConnectionGone();
   }
 
   private onRemoteClosed(id: number): void {
@@ -358,14 +379,36 @@ export class Tunnel {
       this.byId.delete(id);
       if (!conn.socket.destroyed) conn.socket.destroy();
       const session = this.session;
-      if (session && !session.isEnded) session.closeConnection(id);
+      if (session && !session.isEnded) {
+        session.closeConnection(id);
+        this.retireIfBasic(session);
+      }
     }
     this.afterConnectionGone();
   }
 
+  /**
+   * Basic mode carries raw bytes with no connection id, and no message tells the previous
+   * connection's late output from the next one's (protocol/basic-gate.ts can only wait for quiet,
+   * which a loaded machine can outlast). So a basic-mode session carries one connection and is then
+   * terminated; the next connection gets a fresh session, and nothing of the old one can reach it.
+   */
+  private retireIfBasic(session: ClientSession): void {
+    if (this.session !== session || session.info?.mode !== 'basic') return;
+    this.session = undefined;
+    this.counters.retransmissions += session.stats().channel.retransmissions;
+    this.state = this.stopped ? 'stopped' : 'listening';
+    const ending = session.terminate().catch(() => {});
+    this.retiring.add(ending);
+    void ending.finally(() => this.retiring.delete(ending));
+  }
+
   private afterConnectionGone(): void {
-    if (this.receiveBlocked) this.checkLocalBuffers();
     this.serveWaiting();
+    if (!this.stopped && (!this.session || this.session.isEnded)) {
+      if (this.waiting.length > 0) void this.ensureSession().catch(() => {});
+      else this.scheduleEagerReopen();
+    }
     this.armIdle();
   }
 
@@ -393,12 +436,13 @@ export class Tunnel {
     this.session = undefined;
     this.counters.retransmissions += session.stats().channel.retransmissions;
     const hadConnections = this.byId.size > 0;
-    this.receiveBlocked = false;
     this.clearIdle();
-    // Connections on a dead session cannot be saved: close them so clients notice at once.
+    // Connections on a dead session cannot be saved: reset them so clients notice at once, and can
+    // tell the cut-off from a complete transfer (a FIN would look like a clean end).
     for (const conn of this.byId.values()) {
       conn.id = undefined;
-      conn.socket.destroy();
+      if (err) resetSocket(conn.socket);
+      else conn.socket.destroy();
     }
     this.byId.clear();
     if (err) this.setError(err);
@@ -447,6 +491,7 @@ export class Tunnel {
     for (const conn of this.waiting) conn.socket.destroy();
     this.waiting = [];
     await this.closeSession();
+    await Promise.all(this.retiring);
     if (this.opening) await this.opening.catch(() => {});
     for (const conn of this.byId.values()) conn.socket.destroy();
     this.byId.clear();
@@ -455,45 +500,29 @@ export class Tunnel {
   }
 
   private async closeServers(): Promise<void> {
-    await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    await closeAll(this.servers);
     this.servers = [];
     this.listening = [];
   }
 
   private remote(): string {
-    return `${this.config.remoteHost ?? 'the bastion'}:${this.config.remotePort}`;
+    return remoteOf(this.config);
   }
 
   status(): TunnelStatus {
-    const c = this.config;
-    const s = this.session && !this.session.isEnded ? this.session.stats() : undefined;
-    const basic = s?.mode === 'basic';
-    return {
-      name: c.name,
+    return buildStatus({
+      config: this.config,
       state: this.state,
-      localPort: c.localPort,
-      bind: c.bind,
+      session: this.session && !this.session.isEnded ? this.session : undefined,
       listening: this.listening,
-      remote: this.remote(),
-      target: c.target.kind === 'instance' ? c.target.instanceId : `tag:${c.target.key}=${c.target.value}`,
       resolvedTarget: this.resolvedTarget,
-      sessionId: s?.sessionId,
-      mode: s?.mode,
-      agentVersion: s?.agentVersion,
-      note: basic ? 'basic mode (old SSM agent): one connection at a time, others wait' : undefined,
       connections: this.byId.size,
       waiting: this.waiting.length,
-      totalConnections: this.counters.total,
-      bytesToRemote: this.counters.toRemote,
-      bytesFromRemote: this.counters.fromRemote,
-      rttMs: s ? Math.round(s.channel.srttMs * 100) / 100 : undefined,
-      retransmissions: this.counters.retransmissions + (s?.channel.retransmissions ?? 0),
-      reconnects: this.counters.reconnects,
-      sessionsStarted: this.counters.sessions,
-      openedAt: s ? this.openedAt : undefined,
+      counters: this.counters,
+      openedAt: this.openedAt,
       lastError: this.lastError,
       listenRetry: this.listenRetry,
-      ...(this.iam && { logins: this.iam.stats }),
-    };
+      logins: this.iam?.stats,
+    });
   }
 }

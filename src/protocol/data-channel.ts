@@ -24,6 +24,17 @@ export const DEFAULT_RESEND_DEADLINE_MS = 5 * 60_000;
 export const DEFAULT_MAX_UNACKED_MESSAGES = 2048;
 export const DEFAULT_MAX_UNACKED_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_REORDER_CAPACITY = 10_000;
+/** Bounds one scan's work when a dead socket lost a whole window (reconnects resend it all anyway). */
+const MAX_HOLE_RESENDS_PER_SCAN = 512;
+/** Hole scans on acks at most this often; each walks the unacked window. */
+const HOLE_SCAN_MS = 10;
+/** Sent this much before an acked entry and still unacked: lost (the sim's reorder holds one frame). */
+const REORDER_MARGIN_MS = 5;
+/**
+ * The reorder buffer holds early messages only while a hole waits for the peer's resend (about one
+ * RTO), so a few MB cover it; the byte bound keeps big frames from growing it without limit.
+ */
+export const DEFAULT_REORDER_MAX_BYTES = 16 * 1024 * 1024;
 
 export type ChannelRole = 'client' | 'agent';
 
@@ -33,6 +44,9 @@ export interface DataChannelStats {
   retransmissions: number;
   duplicates: number;
   reordered: number;
+  /** Early messages not stored (beyond the reorder window in sequence numbers or bytes); unacked. */
+  reorderRefused: number;
+  reorderBytes: number;
   invalid: number;
   ignored: number;
   srttMs: number;
@@ -82,6 +96,7 @@ export interface DataChannelOptions {
   maxUnackedMessages?: number;
   maxUnackedBytes?: number;
   reorderCapacity?: number;
+  reorderMaxBytes?: number;
   resendDeadlineMs?: number;
   /** Whether the transport is up at construction. */
   connected?: boolean;
@@ -107,6 +122,8 @@ export class DataChannel {
   private readonly maxUnackedMessages: number;
   private readonly maxUnackedBytes: number;
   private readonly reorderCapacity: number;
+  private readonly reorderMaxBytes: number;
+  private reorderBytes = 0;
   private readonly resendDeadlineMs: number;
   private readonly reack: boolean;
   private readonly fastRecovery: boolean;
@@ -125,6 +142,9 @@ export class DataChannel {
   /** Payload bytes from the oldest unacked entry to the newest (see windowMessages). */
   private windowBytes = 0;
   private highestAckedSeq = -1;
+  /** Latest send time among acked entries: anything sent clearly before it and still unacked is lost. */
+  private latestAckedSentAt = 0;
+  private lastHoleScan = 0;
   private blocked = false;
   private connected: boolean;
   private paused = false;
@@ -139,6 +159,7 @@ export class DataChannel {
     retransmissions: 0,
     duplicates: 0,
     reordered: 0,
+    reorderRefused: 0,
     invalid: 0,
     ignored: 0,
   };
@@ -151,6 +172,7 @@ export class DataChannel {
     this.maxUnackedMessages = opts.maxUnackedMessages ?? DEFAULT_MAX_UNACKED_MESSAGES;
     this.maxUnackedBytes = opts.maxUnackedBytes ?? DEFAULT_MAX_UNACKED_BYTES;
     this.reorderCapacity = opts.reorderCapacity ?? DEFAULT_REORDER_CAPACITY;
+    this.reorderMaxBytes = opts.reorderMaxBytes ?? DEFAULT_REORDER_MAX_BYTES;
     this.resendDeadlineMs = opts.resendDeadlineMs ?? DEFAULT_RESEND_DEADLINE_MS;
     this.reack = opts.reackDuplicates ?? true;
     this.fastRecovery = opts.fastRecovery ?? true;
@@ -201,7 +223,24 @@ export class DataChannel {
       rtoMs: this.rto,
       unackedMessages: this.bySeq.size,
       unackedBytes: this.unackedBytes,
+      reorderBytes: this.reorderBytes,
     };
+  }
+
+  /** Whether the peer acknowledged our stream message `seq`. */
+  isAcknowledged(seq: number): boolean {
+    return seq < this.nextSendSeq && !this.bySeq.has(seq);
+  }
+
+  /** Incoming messages wait behind a missing one (or a parked one). */
+  get hasInboundGap(): boolean {
+    return this.reorder.size > 0 || this.parked !== undefined;
+  }
+
+  /** Milliseconds since the oldest unacknowledged message was first sent (0 when none). */
+  oldestUnackedAgeMs(): number {
+    const front = this.front();
+    return front ? Math.max(0, this.opts.now() - front.firstSent) : 0;
   }
 
   /**
@@ -326,10 +365,17 @@ export class DataChannel {
       this.expectedRecvSeq = s + 1;
       this.drainReorder();
     } else if (s > this.expectedRecvSeq) {
-      if (this.reorder.has(s) || this.reorder.size < this.reorderCapacity) {
+      const old = this.reorder.get(s);
+      const bytes = this.reorderBytes - (old ? old.payload.length : 0) + msg.payload.length;
+      // The window, in sequence numbers and bytes: beyond it a message is dropped unacked, and the
+      // peer's resend brings it back once the hole in front has been filled.
+      if (s - this.expectedRecvSeq <= this.reorderCapacity && bytes <= this.reorderMaxBytes) {
         this.reorder.set(s, msg);
+        this.reorderBytes = bytes;
         this.counters.reordered++;
         this.sendAck(msg);
+      } else {
+        this.counters.reorderRefused++;
       }
     } else {
       this.counters.duplicates++;
@@ -341,6 +387,7 @@ export class DataChannel {
     for (;;) {
       const next = this.parked ?? this.reorder.get(this.expectedRecvSeq);
       if (!next) return;
+      if (!this.parked) this.reorderBytes -= next.payload.length;
       this.reorder.delete(this.expectedRecvSeq);
       if (!this.opts.deliver(next)) {
         this.parked = next;
@@ -367,6 +414,7 @@ export class DataChannel {
     if (!entry) return;
     const now = this.opts.now();
     this.updateRtt(now - entry.lastSent);
+    if (entry.lastSent > this.latestAckedSentAt) this.latestAckedSentAt = entry.lastSent;
     entry.acked = true;
     this.bySeq.delete(entry.seq);
     this.unackedBytes -= entry.payloadBytes;
@@ -378,6 +426,10 @@ export class DataChannel {
       const front = this.front();
       if (front && front.seq < this.highestAckedSeq && now - front.lastSent > this.rto)
         this.transmit(front, now);
+      if (now - this.lastHoleScan >= HOLE_SCAN_MS) {
+        this.lastHoleScan = now;
+        this.resendHoles(now);
+      }
     }
     if (this.blocked && this.belowLowWater()) {
       this.blocked = false;
@@ -437,6 +489,27 @@ export class DataChannel {
     }
     if (!this.connected || this.paused) return;
     if (!entry.transmitted || now - entry.lastSent > this.rto) this.transmit(entry, now);
+    if (this.fastRecovery) this.resendHoles(now);
+  }
+
+  /**
+   * Acks come back in send order (one WebSocket), so an unacked entry sent clearly before one that
+   * has been acked was lost, not queued: resend every such hole at once. Front-only resending
+   * recovers n losses of a window one after another, a tick or more each, which with 2% loss and a
+   * full window meant multi-second stalls. A resent entry is only resent again once something sent
+   * after the resend has been acked.
+   */
+  private resendHoles(now: number): void {
+    const q = this.outgoing;
+    let budget = MAX_HOLE_RESENDS_PER_SCAN;
+    for (let i = this.outHead; i < q.length && budget > 0; i++) {
+      const e = q[i];
+      if (e.seq >= this.highestAckedSeq) break;
+      if (!e.acked && e.transmitted && e.lastSent + REORDER_MARGIN_MS < this.latestAckedSentAt) {
+        this.transmit(e, now);
+        budget--;
+      }
+    }
   }
 
   /**

@@ -4,6 +4,7 @@
  * raw bytes). Pure: local sockets and the data channel are the caller's; this turns their events into
  * stream messages and back.
  */
+import { BasicGate, type BasicGateOptions } from './basic-gate.js';
 import { ProtocolError } from './errors.js';
 import { CLIENT_VERSION, ClientHandshake } from './handshake.js';
 import { type DecodedMessage, decodeFlag, encodeFlag, PayloadFlag, PayloadType } from './message.js';
@@ -27,8 +28,16 @@ export interface PortSessionInfo {
 }
 
 export interface PortSessionHandlers {
-  /** Send one stream message through the data channel. */
-  sendStream(payloadType: number, payload: Buffer): void;
+  /** Send one stream message through the data channel; returns its sequence number. */
+  sendStream(payloadType: number, payload: Buffer): number | undefined;
+  /**
+   * Basic mode's gate asks the data channel whether the agent acknowledged a message, and whether
+   * incoming messages wait behind a hole. Without these the gate only waits for quiet.
+   */
+  isAcknowledged?(seq: number): boolean;
+  inboundGap?(): boolean;
+  /** Basic mode: the previous connection's output has drained; a waiting connection may open now. */
+  slotFree?(): void;
   /** Handshake complete: connections may be opened now. */
   ready(info: PortSessionInfo): void;
   /** Bytes from the remote side for a local connection. */
@@ -45,7 +54,18 @@ export interface PortSessionOptions {
   clientVersion?: string;
   maxPayload?: number;
   now: number;
+  /** The injected clock for basic mode's quiet period (defaults to the time last given to tick()). */
+  clock?: () => number;
+  basicGate?: BasicGateOptions;
+  /**
+   * Basic mode: output that arrives before the first connection attaches (a server banner for the
+   * destination dialled at session start) is held for it up to this many bytes; more is refused
+   * unacknowledged, so the agent resends it.
+   */
+  maxEarlyOutputBytes?: number;
 }
+
+const DEFAULT_MAX_EARLY_OUTPUT = 256 * 1024;
 
 export class PortSession {
   private readonly handshake: ClientHandshake;
@@ -56,7 +76,11 @@ export class PortSession {
   private pendingBytes = 0;
   private basicConn: number | undefined;
   private nextBasicConn = 1;
-  private receiveBlocked = false;
+  private basicEverAttached = false;
+  private readonly gate: BasicGate;
+  private early: Buffer[] = [];
+  private earlyBytes = 0;
+  private lastNow: number;
   private dead = false;
 
   constructor(
@@ -65,6 +89,21 @@ export class PortSession {
   ) {
     this.handshake = new ClientHandshake(opts.clientVersion ?? CLIENT_VERSION);
     this.maxPayload = opts.maxPayload ?? DEFAULT_MAX_PAYLOAD;
+    this.gate = new BasicGate(opts.basicGate);
+    this.lastNow = opts.now;
+  }
+
+  private now(): number {
+    return this.opts.clock ? this.opts.clock() : this.lastNow;
+  }
+
+  /** Basic mode: the slot is closed while a finished connection's output may still arrive. */
+  get basicDraining(): boolean {
+    return this.gate.isDraining;
+  }
+
+  get basicStats(): { discardedMessages: number; discardedBytes: number } {
+    return this.gate.stats;
   }
 
   get ready(): boolean {
@@ -77,7 +116,9 @@ export class PortSession {
 
   /** In basic mode only one local connection may be open at a time. */
   get canOpenConnection(): boolean {
-    return this.ready && (this.info!.mode === 'mux' || this.basicConn === undefined);
+    return (
+      this.ready && (this.info!.mode === 'mux' || (this.basicConn === undefined && !this.gate.isDraining))
+    );
   }
 
   /**
@@ -141,24 +182,33 @@ export class PortSession {
 
   private onOutput(payload: Buffer): boolean {
     if (!this.info) return false; // never before HandshakeComplete
-    if (this.receiveBlocked) return false;
     if (this.smux) {
       this.smux.receive(payload);
       this.flushOutput();
       return true;
     }
-    // Basic mode: no local connection yet means nowhere to put it; the agent resends (SPEC 10.5).
-    if (this.basicConn === undefined) return false;
-    this.handlers.data(this.basicConn, payload);
+    if (this.basicConn !== undefined) {
+      this.handlers.data(this.basicConn, payload);
+      return true;
+    }
+    // A finished connection's output: acknowledged (so never resent) and dropped.
+    if (this.basicEverAttached) {
+      this.gate.discard(payload.length, this.now());
+      return true;
+    }
+    // Before the first connection: the destination dialled at session start is the first
+    // connection's, so hold its output for it (SPEC 10.5), within a bound.
+    if (this.earlyBytes + payload.length > (this.opts.maxEarlyOutputBytes ?? DEFAULT_MAX_EARLY_OUTPUT))
+      return false;
+    this.early.push(Buffer.from(payload));
+    this.earlyBytes += payload.length;
     return true;
   }
 
-  /**
-   * Back-pressure from local sockets: while blocked, Output is refused unacked. Unblocking returns
-   * true so the caller can ask the data channel to redeliver what it parked.
-   */
-  setReceiveBlocked(blocked: boolean): void {
-    this.receiveBlocked = blocked;
+  /** The transport came back after a drop (basic mode's gate waits longer then). */
+  reconnected(now: number): void {
+    this.lastNow = now;
+    this.gate.reconnected(this.now());
   }
 
   /** Opens a connection (an smux stream in mux mode) and returns its id. */
@@ -172,8 +222,21 @@ export class PortSession {
     if (this.basicConn !== undefined) {
       throw new ProtocolError('CHANNEL_CLOSED', 'basic mode carries one connection at a time');
     }
-    this.basicConn = this.nextBasicConn++;
-    return this.basicConn;
+    if (this.gate.isDraining) {
+      throw new ProtocolError('CHANNEL_CLOSED', "basic mode: the previous connection's output is draining");
+    }
+    const id = this.nextBasicConn++;
+    this.basicConn = id;
+    this.basicEverAttached = true;
+    const early = this.early;
+    this.early = [];
+    this.earlyBytes = 0;
+    // Delivered after the caller has registered the id.
+    if (early.length > 0)
+      queueMicrotask(() => {
+        for (const b of early) if (this.basicConn === id && !this.dead) this.handlers.data(id, b);
+      });
+    return id;
   }
 
   write(connId: number, data: Buffer): void {
@@ -200,7 +263,8 @@ export class PortSession {
     }
     if (connId !== this.basicConn) return;
     this.basicConn = undefined;
-    this.handlers.sendStream(PayloadType.Flag, encodeFlag(PayloadFlag.DisconnectToPort));
+    const seq = this.handlers.sendStream(PayloadType.Flag, encodeFlag(PayloadFlag.DisconnectToPort));
+    this.gate.disconnected(seq ?? -1, this.now());
   }
 
   /** In-band TerminateSession flag (only when `sessionInfo.terminateFlag`). */
@@ -212,10 +276,24 @@ export class PortSession {
 
   /** Drives smux keepalive (only on for old agents). */
   tick(now: number): void {
-    if (this.smux && !this.dead) {
+    this.lastNow = now;
+    if (this.dead) return;
+    if (this.smux) {
       this.smux.tick(now);
       this.flushOutput();
+      return;
     }
+    this.pollGate();
+  }
+
+  /** Basic mode: opens the slot once the finished connection's output has drained (see basic-gate.ts). */
+  pollGate(): void {
+    if (this.dead || this.smux || !this.gate.isDraining) return;
+    const opened = this.gate.poll(this.now(), {
+      isAcknowledged: (seq) => seq < 0 || (this.handlers.isAcknowledged?.(seq) ?? true),
+      inboundGap: () => this.handlers.inboundGap?.() ?? false,
+    });
+    if (opened) this.handlers.slotFree?.();
   }
 
   close(): void {
@@ -223,6 +301,8 @@ export class PortSession {
     this.smux?.close();
     this.pending = [];
     this.pendingBytes = 0;
+    this.early = [];
+    this.earlyBytes = 0;
   }
 
   private queueOutput(bytes: Buffer): void {

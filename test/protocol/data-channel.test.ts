@@ -408,3 +408,103 @@ describe('data channel rules', () => {
     ]);
   });
 });
+
+describe('reorder buffer bounds (issue 14)', () => {
+  const early = (seq: number, bytes: number) =>
+    encodeMessage({
+      messageType: MessageType.OutputStreamData,
+      sequenceNumber: seq,
+      flags: 0,
+      payloadType: PayloadType.Output,
+      payload: Buffer.alloc(bytes, seq & 0xff),
+    });
+
+  it('is bounded in bytes: big early frames past the bound are not stored (nor acked), and come again', () => {
+    const sent: Buffer[] = [];
+    const delivered: number[] = [];
+    const ch = new DataChannel({
+      role: 'client',
+      now: () => 1000,
+      send: (f) => sent.push(f),
+      deliver: (m) => {
+        delivered.push(m.sequenceNumber);
+        return true;
+      },
+      reorderMaxBytes: 3 * 1024 * 1024,
+    });
+    // seq 0 is missing; 100 frames of 1 MiB arrive behind it.
+    for (let s = 1; s <= 100; s++) ch.receive(early(s, 1024 * 1024));
+    expect(ch.stats().reorderBytes).toBeLessThanOrEqual(3 * 1024 * 1024);
+    expect(ch.stats().reorderRefused).toBe(97);
+    expect(ch.hasInboundGap).toBe(true);
+    ch.receive(early(0, 10));
+    expect(delivered).toEqual([0, 1, 2, 3]);
+    expect(ch.hasInboundGap).toBe(false);
+    for (let s = 4; s <= 100; s++) ch.receive(early(s, 1024 * 1024));
+    expect(delivered.length).toBe(101);
+    expect(ch.stats().reorderBytes).toBe(0);
+  });
+
+  it('acks every in-window message the consumer takes, and reports acknowledgement of its own', () => {
+    const sent: Buffer[] = [];
+    const ch = new DataChannel({
+      role: 'client',
+      now: () => 1000,
+      send: (f) => sent.push(f),
+      deliver: () => true,
+    });
+    const seq = ch.sendStream(PayloadType.Output, Buffer.from('x'));
+    expect(ch.isAcknowledged(seq)).toBe(false);
+    expect(ch.isAcknowledged(seq + 1)).toBe(false);
+    ch.receive(
+      encodeMessage({
+        messageType: MessageType.Acknowledge,
+        sequenceNumber: 0,
+        flags: 3,
+        payloadType: 0,
+        payload: Buffer.from(
+          `{"AcknowledgedMessageType":"input_stream_data","AcknowledgedMessageId":"00000000-0000-4000-8000-000000000000","AcknowledgedMessageSequenceNumber":${seq},"IsSequentialMessage":true}`,
+        ),
+      }),
+    );
+    expect(ch.isAcknowledged(seq)).toBe(true);
+  });
+});
+
+describe('loss recovery (issue 14)', () => {
+  it('resends every hole of the window at once, not one front per tick', () => {
+    let now = 1_000_000;
+    const sent: Buffer[] = [];
+    const ch = new DataChannel({
+      role: 'client',
+      now: () => now,
+      send: (f) => sent.push(f),
+      deliver: () => true,
+    });
+    for (let i = 0; i < 10; i++) {
+      ch.sendStream(PayloadType.Output, Buffer.from(`m${i}`));
+      now += 10;
+    }
+    const ack = (seq: number) =>
+      encodeMessage({
+        messageType: MessageType.Acknowledge,
+        sequenceNumber: 0,
+        flags: 3,
+        payloadType: 0,
+        payload: Buffer.from(
+          `{"AcknowledgedMessageType":"input_stream_data","AcknowledgedMessageId":"00000000-0000-4000-8000-000000000000","AcknowledgedMessageSequenceNumber":${seq},"IsSequentialMessage":true}`,
+        ),
+      });
+    sent.length = 0;
+    // 2, 4 and 6 were lost; everything else is acked (in order, as one WebSocket delivers them).
+    for (const s of [0, 1, 3, 5, 7, 8, 9]) ch.receive(ack(s));
+    // The next tick, well within the RTO (200 ms) of any of them, resends all three holes together.
+    ch.tick();
+    const resent = sent.map((f) => {
+      const d = decodeMessage(f);
+      return d.ok ? d.message.sequenceNumber : -1;
+    });
+    expect(resent.sort()).toEqual([2, 4, 6]);
+    expect(ch.stats().retransmissions).toBe(3);
+  });
+});

@@ -791,6 +791,9 @@ describe('SimAgent basic mode', () => {
     client.port.closeConnection(c1); // Flag 1
     await waitFor(() => echo.sockets[0].destroyed || echo.sockets[0].readableEnded, 'destination closed');
     expect(echo.sockets.length).toBe(1);
+    // The slot reopens only once c1's output can no longer arrive (protocol/basic-gate.ts).
+    expect(client.port.canOpenConnection).toBe(false);
+    await waitFor(() => client.port.canOpenConnection, 'basic-mode slot free again');
 
     const c2 = client.open();
     client.port.write(c2, Buffer.from('again'));

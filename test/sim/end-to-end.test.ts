@@ -165,6 +165,10 @@ describe('protocol-core client through the simulator', () => {
       const data = pseudoRandomBytes(100_000, round);
       expect((await echoThrough(c, id, data)).equals(data)).toBe(true);
       c.session.closeConnection(id);
+      // Shut until the agent acked DisconnectToPort and the old connection's output went quiet.
+      expect(c.session.canOpenConnection).toBe(false);
+      const until = Date.now() + 5_000;
+      while (!c.session.canOpenConnection && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
       expect(c.session.canOpenConnection).toBe(true);
     }
     expect(c.errors).toEqual([]);

@@ -148,6 +148,8 @@ export function checkRemoteHost(s: Section): string | undefined {
       `Put the port in remote_port: ${s.ex('remote_host', hostPort[1])} and ${s.ex('remote_port', Number(hostPort[2]))}.`,
     );
   }
+  // `[::1]`: an IPv6 literal in URL brackets; hardening.ts removes them.
+  if (/^\[[0-9A-Fa-f:.]+\]$/.test(host)) return host;
   if (host.includes('/') || (host.includes(':') && !isIPv6(host))) {
     return bad(
       'is not a host name or IP address',
@@ -265,6 +267,15 @@ export function checkEndpoint(s: Section): string | undefined {
   try {
     url = new URL(endpoint);
   } catch {}
+  if (url && url.protocol === 'http:' && url.hostname && !isLoopback(url.hostname.replace(/^\[|\]$/g, ''))) {
+    // Plain http would carry signed requests and session tokens in the clear.
+    s.report(
+      'endpoint',
+      `endpoint ${JSON.stringify(endpoint)} in ${s.where} uses plain http:// to a host that is not this machine`,
+      `Use https://, e.g. ${s.ex('endpoint', `https://${url.host}`)} (plain http is only accepted on loopback).`,
+    );
+    return undefined;
+  }
   if (url && (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname) return endpoint;
   // "localhost:4566" parses as a URL with scheme "localhost:", so check the scheme rather than parse success.
   const fix = /^[A-Za-z0-9.[\]:-]+$/.test(endpoint)

@@ -20,6 +20,8 @@ export const TUNNEL_KEYS = [
   'auth',
   'db_users',
   'allow_other_users',
+  'max_buffer',
+  'max_connections',
 ] as const;
 export const DAEMON_KEYS = ['api_port', 'log_level', 'pgpass', 'pgservice'] as const;
 export const TOP_KEYS = ['daemon', 'tunnels'] as const;

@@ -38,6 +38,10 @@ export interface TunnelConfig {
   idleTimeoutMs: number;
   endpoint?: string;
   lazy: boolean;
+  /** max_buffer: bytes queued towards one slow local reader before that connection is reset. */
+  maxBufferBytes?: number;
+  /** max_connections: connections per tunnel (waiting ones included). */
+  maxConnections?: number;
   /** Derived from remoteHost presence. */
   documentName: string;
   /** StartSession Parameters: portNumber, localPortNumber, plus host when remoteHost is set. */

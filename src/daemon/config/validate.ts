@@ -18,6 +18,7 @@ import {
   checkRemoteHost,
   checkTarget,
 } from './fields.js';
+import { checkLimits, checkStringValues, normalizeHost } from './hardening.js';
 import { describe, tomlPath } from './render.js';
 import {
   DAEMON_ALIASES,
@@ -44,6 +45,7 @@ import {
 /** Validates one tunnel definition given as plain JSON (used by the HTTP API to add tunnels at run time); issues carry file '<api>' and line 0. */
 export function validateTunnel(name: string, raw: unknown, file = '<api>', line = 0): TunnelConfig {
   const ctx: Ctx = { file, json: true, issues: [], lineOf: () => line };
+  checkStringValues((i) => ctx.issues.push({ file, ...i }), ctx.lineOf, raw, ['tunnels', name]);
   const { config } = checkTunnel(ctx, name, raw);
   if (!config || ctx.issues.length > 0) throw new ConfigError(ctx.issues);
   return config;
@@ -272,7 +274,7 @@ function checkTunnel(ctx: Ctx, name: string, raw: unknown): { config?: TunnelCon
   const profile = s.string('profile', 'default', true);
   const region = checkRegion(s);
   const target = checkTarget(s);
-  const remoteHost = checkRemoteHost(s);
+  const remoteHost = checkHostBounds(s, checkRemoteHost(s));
 
   const remotePort = s.port('remote_port', samples.remote);
   if (s.missing('remote_port')) {
@@ -302,6 +304,7 @@ function checkTunnel(ctx: Ctx, name: string, raw: unknown): { config?: TunnelCon
   const auth = checkAuth(s, engine, dbUser, remoteHost);
   const dbUsers = checkDbUsers(s);
   const allowOtherUsers = s.bool('allow_other_users') ?? false;
+  const limits = checkLimits(s);
 
   if (
     ctx.issues.length > before ||
@@ -343,11 +346,26 @@ function checkTunnel(ctx: Ctx, name: string, raw: unknown): { config?: TunnelCon
     idleTimeoutMs,
     ...(endpoint !== undefined && { endpoint }),
     lazy,
+    ...limits,
     documentName: remoteHost !== undefined ? DOCUMENT_REMOTE_HOST : DOCUMENT_LOCAL,
     parameters,
     source: { file: ctx.file, line: ctx.lineOf(tunnelPath) },
   };
   return { config, localPort };
+}
+
+/** remote_host within RFC 1123 / IP literal bounds; `[::1]` becomes `::1`. */
+function checkHostBounds(s: Section, host: string | undefined): string | undefined {
+  if (host === undefined) return undefined;
+  const r = normalizeHost(host);
+  if (r.host !== undefined) return r.host;
+  const shown = host.length > 80 ? `${JSON.stringify(host.slice(0, 60))}...` : JSON.stringify(host);
+  s.report(
+    'remote_host',
+    `remote_host ${shown} in ${s.where} ${r.problem}`,
+    `Write a host name such as ${s.ex('remote_host', 'orders.cluster-abc.eu-west-1.rds.amazonaws.com')} or an IP address.`,
+  );
+  return undefined;
 }
 
 function nextFreePort(from: number, used: Set<number>): number | undefined {
