@@ -3,7 +3,7 @@
  * left silently dead: the manager retries the bind with exponential back-off, forever, and the
  * status shows the attempt and when the next one is.
  */
-import type { Tunnel } from './tunnel.js';
+import type { TunnelLike as Tunnel } from './pool.js';
 
 export const LISTEN_RETRY_BASE_MS = 1000;
 export const LISTEN_RETRY_MAX_MS = 30_000;

@@ -11,7 +11,8 @@ import { type AwsCredentials, type AwsTarget, createSsmGateway, type SsmGateway 
 import { ConfigError, type ConfigIssue, type TunnelConfig } from './config.js';
 import { TunnelError } from './errors.js';
 import { ListenRetries } from './listen-retry.js';
-import { Tunnel, type TunnelDeps, type TunnelObserver, type TunnelStatus } from './tunnel.js';
+import { createTunnel, type TunnelLike } from './pool.js';
+import type { TunnelDeps, TunnelObserver, TunnelStatus } from './tunnel.js';
 
 export interface ManagerOptions {
   logger: Logger;
@@ -40,7 +41,7 @@ function sameConfig(a: TunnelConfig, b: TunnelConfig): boolean {
 }
 
 export class TunnelManager {
-  private readonly tunnels = new Map<string, Tunnel>();
+  private readonly tunnels = new Map<string, TunnelLike>();
   private readonly gateways = new Map<string, SsmGateway>();
   /** Names of the tunnels that came from the config file (the rest were made through the API). */
   private readonly fromConfig = new Set<string>();
@@ -95,7 +96,7 @@ export class TunnelManager {
         'pick another local_port',
       );
     }
-    const tunnel = new Tunnel(config, {
+    const tunnel = createTunnel(config, {
       gateway: (t) => this.gateway(t),
       logger: this.log,
       session: this.opts.session,
@@ -174,11 +175,11 @@ export class TunnelManager {
     return result;
   }
 
-  get(name: string): Tunnel | undefined {
+  get(name: string): TunnelLike | undefined {
     return this.tunnels.get(name);
   }
 
-  require(name: string): Tunnel {
+  require(name: string): TunnelLike {
     const t = this.tunnels.get(name);
     if (!t) {
       throw new TunnelError(

@@ -47,6 +47,16 @@ export interface TunnelStatus {
   listenRetry?: { attempt: number; nextAt: string };
   /** `auth = "iam"`: logins through the PostgreSQL front, failures by reason, cancels. */
   logins?: PgFrontStats;
+  /** `sessions = N` > 1: the pool's members, each with its session and connections. */
+  sessions?: Array<{
+    member: number;
+    state: TunnelState;
+    sessionId?: string;
+    mode?: 'mux' | 'basic';
+    connections: number;
+    waiting: number;
+  }>;
+  poolSize?: number;
 }
 
 export interface StatusInput {

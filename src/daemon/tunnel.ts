@@ -55,6 +55,8 @@ export interface TunnelDeps {
   observer?: TunnelObserver;
   /** RDS IAM tokens, for `auth = "iam"` tunnels. */
   tokens?: TokenSource;
+  /** A member of a session pool (pool.ts): the pool listens and hands connections to `accept`. */
+  pooled?: boolean;
 }
 
 export interface TunnelObserver {
@@ -136,6 +138,11 @@ export class Tunnel {
   /** Binds every configured address. A bind failure is this tunnel's error, never another's. */
   async start(): Promise<void> {
     if (this.stopped) return;
+    if (this.deps.pooled) {
+      this.state = 'listening';
+      if (!this.config.lazy) void this.ensureSession().catch(() => {});
+      return;
+    }
     const bound = await listenAll(
       this.config,
       (socket) => (this.iam ? this.iam.handle(socket) : this.onConnection(socket)),
@@ -151,6 +158,22 @@ export class Tunnel {
     this.state = 'listening';
     this.log.info({ port: this.config.localPort, bind: this.listening }, 'listening');
     if (!this.config.lazy) void this.ensureSession().catch(() => {});
+  }
+
+  /** A local connection handed over by the pool that listens for this tunnel. */
+  accept(socket: net.Socket): void {
+    if (this.iam) this.iam.handle(socket);
+    else this.onConnection(socket);
+  }
+
+  /** A session is open or being opened: a connection given now does not wait for a StartSession. */
+  get hasSession(): boolean {
+    return (!!this.session && !this.session.isEnded) || !!this.opening;
+  }
+
+  /** Connections carried or waiting (the pool spreads by this). */
+  get load(): number {
+    return this.byId.size + this.waiting.length;
   }
 
   private onConnection(socket: net.Socket): void {

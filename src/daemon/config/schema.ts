@@ -20,6 +20,7 @@ export const TUNNEL_KEYS = [
   'auth',
   'db_users',
   'allow_other_users',
+  'sessions',
   'max_buffer',
   'max_connections',
 ] as const;

@@ -38,6 +38,8 @@ export interface TunnelConfig {
   idleTimeoutMs: number;
   endpoint?: string;
   lazy: boolean;
+  /** Session pool size (1..16); set only when above 1. */
+  sessions?: number;
   /** max_buffer: bytes queued towards one slow local reader before that connection is reset. */
   maxBufferBytes?: number;
   /** max_connections: connections per tunnel (waiting ones included). */

@@ -19,6 +19,7 @@ import {
   checkTarget,
 } from './fields.js';
 import { checkLimits, checkStringValues, normalizeHost } from './hardening.js';
+import { checkSessions } from './pool.js';
 import { describe, tomlPath } from './render.js';
 import {
   DAEMON_ALIASES,
@@ -305,6 +306,7 @@ function checkTunnel(ctx: Ctx, name: string, raw: unknown): { config?: TunnelCon
   const dbUsers = checkDbUsers(s);
   const allowOtherUsers = s.bool('allow_other_users') ?? false;
   const limits = checkLimits(s);
+  const sessions = checkSessions(s);
 
   if (
     ctx.issues.length > before ||
@@ -316,6 +318,7 @@ function checkTunnel(ctx: Ctx, name: string, raw: unknown): { config?: TunnelCon
     bind === undefined ||
     idleTimeoutMs === undefined ||
     sslmode === undefined ||
+    sessions === undefined ||
     auth === undefined
   ) {
     return { localPort };
@@ -347,6 +350,7 @@ function checkTunnel(ctx: Ctx, name: string, raw: unknown): { config?: TunnelCon
     ...(endpoint !== undefined && { endpoint }),
     lazy,
     ...limits,
+    ...(sessions > 1 && { sessions }),
     documentName: remoteHost !== undefined ? DOCUMENT_REMOTE_HOST : DOCUMENT_LOCAL,
     parameters,
     source: { file: ctx.file, line: ctx.lineOf(tunnelPath) },
