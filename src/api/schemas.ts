@@ -64,6 +64,22 @@ export const tunnelStatusSchema = {
     reconnects: { type: 'integer' },
     sessionsStarted: { type: 'integer' },
     openedAt: { type: 'string' },
+    poolSize: { type: 'integer' },
+    sessions: {
+      type: 'array',
+      description: 'sessions = N > 1: the pool members',
+      items: {
+        type: 'object',
+        properties: {
+          member: { type: 'integer' },
+          state: { type: 'string' },
+          sessionId: { type: 'string' },
+          mode: { type: 'string' },
+          connections: { type: 'integer' },
+          waiting: { type: 'integer' },
+        },
+      },
+    },
     logins: {
       type: 'object',
       additionalProperties: true,
@@ -102,6 +118,7 @@ export const tunnelBodyProperties = {
   db_name: key('database name'),
   ca_bundle: key('PEM file of CAs for TLS verification'),
   sslmode: key('libpq sslmode, default "verify-full"'),
+  sessions: key('SSM sessions to spread connections over, 1..16 (default 1)'),
   auth: key('"none" (plain forwarding) or "iam" (the local port logs in to RDS for the client)'),
   db_users: key('more database users allowed through an auth = "iam" tunnel'),
   allow_other_users: key('boolean: let other local OS users connect to an auth = "iam" tunnel'),

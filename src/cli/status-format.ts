@@ -89,6 +89,15 @@ export function formatStatus(rows: StatusRow[], colour = false): string {
       `  target ${t.target}${via}, ${t.sessionsStarted} sessions started${t.origin === 'api' ? ', added over the API' : ''}`,
     );
     if (t.note) out.push(`  ${t.note}`);
+    if (t.sessions) {
+      const members = t.sessions.map(
+        (m) =>
+          `#${m.member} ${m.sessionId ?? m.state} (${m.connections} conn${m.connections === 1 ? '' : 's'})`,
+      );
+      out.push(
+        `  sessions ${t.sessions.filter((m) => m.sessionId).length}/${t.poolSize}: ${members.join(', ')}`,
+      );
+    }
     if (t.logins) {
       const failed = Object.entries(t.logins.loginFailures).filter(([, n]) => n > 0);
       const reasons = failed.map(([r, n]) => `${r} ${n}`).join(', ');

@@ -52,6 +52,32 @@ export async function metricsRegistry(deps: ApiDeps): Promise<Registry> {
     },
   });
   new Gauge({
+    name: 'ssmtun_tunnel_sessions_open',
+    help: 'SSM sessions open now (a pool has up to sessions = N)',
+    labelNames: ['tunnel'],
+    registers: [register],
+    collect() {
+      this.reset();
+      for (const t of list())
+        this.set(
+          { tunnel: t.name },
+          t.sessions ? t.sessions.filter((m) => m.sessionId).length : t.sessionId ? 1 : 0,
+        );
+    },
+  });
+  new Gauge({
+    name: 'ssmtun_pool_member_connections',
+    help: 'Connections on each member of a session pool',
+    labelNames: ['tunnel', 'member'],
+    registers: [register],
+    collect() {
+      this.reset();
+      for (const t of list())
+        for (const m of t.sessions ?? [])
+          this.set({ tunnel: t.name, member: String(m.member) }, m.connections);
+    },
+  });
+  new Gauge({
     name: 'ssmtun_tunnel_rtt_seconds',
     help: 'Round-trip time of the data channel, from acknowledgements',
     labelNames: ['tunnel'],

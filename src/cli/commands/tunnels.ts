@@ -88,6 +88,7 @@ const ADD_FLAGS = {
   endpoint: 'string',
   bind: 'list',
   lazy: 'boolean',
+  sessions: 'integer',
   auth: 'string',
   'db-users': 'list',
   'allow-other-users': 'boolean',
