@@ -125,7 +125,7 @@ export function buildStatus(i: StatusInput): TunnelStatus {
     sessionsStarted: i.counters.sessions,
     openedAt: s ? i.openedAt : undefined,
     lastError: i.lastError,
-    ...(i.listenRetry && { listenRetry: i.listenRetry }),
+    listenRetry: i.listenRetry,
     ...(i.logins && { logins: i.logins }),
   };
 }
