@@ -21,7 +21,7 @@ export interface Rig {
 /** Starts the rig; `notes` gets what the report should say about what could not be started. */
 export async function startRig(opts: Options, notes: string[]): Promise<Rig> {
   if (opts.runtime === 'build') await ensureBuild();
-  const wantPg = opts.parts.has('pgbench') || opts.parts.has('wan');
+  const wantPg = opts.parts.has('pgbench') || opts.parts.has('wan') || opts.parts.has('pool');
   const usePg = wantPg && pgAvailable();
   if (wantPg && !usePg) notes.push('PostgreSQL server binaries not found: pgbench rows skipped');
   const [sim, server, pg] = await Promise.all([

@@ -323,9 +323,11 @@ export async function closeTunnel(daemon: DaemonProcess, name: string): Promise<
   await pollUntil(
     async () => {
       // A pool's status may list its members; the tunnel is closed when neither shows a session.
-      const st = await daemon.api<{ sessionId?: string; sessions?: unknown }>(`/tunnels/${name}`);
-      const members = Array.isArray(st.sessions) ? st.sessions.length : 0;
-      return st.sessionId || members > 0 ? undefined : true;
+      const st = await daemon.api<{ sessionId?: string; sessions?: Array<{ sessionId?: string }> }>(
+        `/tunnels/${name}`,
+      );
+      const live = (st.sessions ?? []).filter((m) => m.sessionId).length;
+      return st.sessionId || live > 0 ? undefined : true;
     },
     10_000,
     `tunnel ${name} without a session`,

@@ -9,8 +9,17 @@ import type { BenchPart } from './part.js';
 import { pgbench } from './pgbench.js';
 import { resources } from './resources.js';
 import { throughput } from './throughput.js';
-import { wan } from './wan.js';
+import { pool, wan } from './wan.js';
 
-export const PARTS: readonly BenchPart[] = [throughput, latency, pgbench, open, resources, wan, overrun];
+export const PARTS: readonly BenchPart[] = [
+  throughput,
+  latency,
+  pgbench,
+  open,
+  resources,
+  pool,
+  wan,
+  overrun,
+];
 
 export const PART_NAMES: readonly string[] = PARTS.map((p) => p.name);

@@ -23,12 +23,16 @@ import { transfer } from '../throughput.js';
 import { log, MB, MiB } from '../util.js';
 import type { BenchPart, Ctx } from './part.js';
 
-/** The network the part runs over: a 30 ms round trip and a link fast enough not to be the limit. */
-export const WAN = { rttMs: 30, jitterMs: 0, bandwidthMbps: { up: 200, down: 200 } } as const;
-/** What the link itself allows, one way, in MB/s. */
-const CEILING_MBS = (WAN.bandwidthMbps.down * 1e6) / 8 / MB;
+interface Link {
+  rttMs: number;
+  jitterMs: number;
+  bandwidthMbps: { up: number; down: number };
+}
+/** The network the wan part runs over: a 30 ms round trip and a link fast enough not to be the limit. */
+export const WAN: Link = { rttMs: 30, jitterMs: 0, bandwidthMbps: { up: 200, down: 200 } };
+/** The pool part: the same figures on loopback, where only the agent's pacing limits a session. */
+export const LOOPBACK: Link = { rttMs: 0, jitterMs: 0, bandwidthMbps: { up: 0, down: 0 } };
 const NO_POOLS = 'no session pools in this build';
-const LABEL = `WAN ${WAN.rttMs} ms: `;
 const SECTION = 'paced' as const;
 
 interface Column {
@@ -99,14 +103,14 @@ async function warm(ctx: Ctx, c: Column): Promise<void> {
   if (c.pg && ctx.pg) await ctx.pg.psql('select 1', { port: c.pg, host: '127.0.0.1' });
 }
 
-function figures(ctx: Ctx): Figure[] {
+function figures(ctx: Ctx, name: string, link: Link): Figure[] {
   const { plan } = ctx;
   const timeout = (bytes: number) => 30_000 + (bytes / (0.3 * MB)) * 1000;
   const download = (conns: number) => async (c: Column) =>
     (await transfer(ctx.server, c.server, 'download', plan.wanDown, conns, timeout(plan.wanDown))).mbps;
   const list: Figure[] = [
     {
-      key: 'wan-down-1',
+      key: `${name}-down-1`,
       label: 'download, 1 conn',
       unit: 'MB/s',
       better: 'higher',
@@ -116,7 +120,7 @@ function figures(ctx: Ctx): Figure[] {
       direct: true,
     },
     {
-      key: 'wan-down-8',
+      key: `${name}-down-8`,
       label: 'download, 8 conns',
       unit: 'MB/s',
       better: 'higher',
@@ -126,18 +130,19 @@ function figures(ctx: Ctx): Figure[] {
       direct: true,
     },
     {
-      key: 'wan-up-1',
+      key: `${name}-up-1`,
       label: 'upload, 1 conn',
       unit: 'MB/s',
       better: 'higher',
-      target: atLeast(10),
+      // The unacknowledged window must cover the bandwidth-delay product (issue 12).
+      target: link.rttMs > 0 ? atLeast(10) : undefined,
       runs: plan.runs,
       measure: async (c) =>
         (await transfer(ctx.server, c.server, 'upload', plan.wanUpload, 1, timeout(plan.wanUpload))).mbps,
       direct: true,
     },
     {
-      key: 'wan-pgbench-8',
+      key: `${name}-pgbench-8`,
       label: 'pgbench -S, 8 clients',
       unit: 'tps',
       better: 'higher',
@@ -148,7 +153,7 @@ function figures(ctx: Ctx): Figure[] {
       direct: true,
     },
     {
-      key: 'wan-read-4',
+      key: `${name}-read-4`,
       label: `parallel read like pg_dump -j 4: 4 conns x ${fmtMB(plan.wanRead / 4)}`,
       unit: 'MB/s',
       better: 'higher',
@@ -158,7 +163,7 @@ function figures(ctx: Ctx): Figure[] {
       direct: true,
     },
     {
-      key: 'wan-lazy',
+      key: `${name}-lazy`,
       label: 'lazy open: first connection to first byte',
       unit: 'ms',
       better: 'lower',
@@ -177,166 +182,177 @@ function fmtMB(bytes: number): string {
   return bytes % MiB === 0 ? `${bytes / MiB} MiB` : `${(bytes / MB).toFixed(1)} MB`;
 }
 
-export const wan: BenchPart = {
-  name: 'wan',
-  preparesClients: true,
+export const wan = linkPart('wan', WAN);
+export const pool = linkPart('pool', LOOPBACK);
 
-  async measure(ctx, section) {
-    // Once per bench, always against the paced agent: in the last section, whichever it is.
-    if (section !== ctx.opts.sections[ctx.opts.sections.length - 1]) return { rows: [] };
-    const direct = ctx.clients.find((c) => c.kind === 'direct');
-    const others = ctx.clients.filter((c) => c.kind === 'cmd' || c.kind === 'port');
-    await ctx.sim.control('/_sim/wan', WAN);
-    const daemons: DaemonProcess[] = [];
-    try {
-      // Columns: direct (no WAN), ssmtun with each sessions value, and other clients (one session).
-      const pools = new Map<number, Column | string>();
-      for (const n of ctx.opts.sessions) {
-        try {
-          const { daemon, col } = await startPoolDaemon(ctx, n);
-          daemons.push(daemon);
-          await warm(ctx, col);
-          pools.set(n, col);
-        } catch (e) {
-          const err = e instanceof Error ? e : new Error(String(e));
-          const note = n > 1 && refusesSessions(err) ? NO_POOLS : `FAIL: ${err.message.slice(0, 300)}`;
-          log(`wan sessions=${n}: ${note}`);
-          pools.set(n, note);
-        }
-      }
-      const extra: Column[] = [];
-      for (const c of others) {
-        await c.beforePart?.(SECTION);
-        const p = c.ports(SECTION);
-        if (!p) continue;
-        extra.push({
-          name: c.name,
-          sessions: 1,
-          server: p.server,
-          pg: p.pg,
-          lazy: c.lazyFirstByte ? () => c.lazyFirstByte!(SECTION) : undefined,
-        });
-      }
-      const directCol: Column = {
-        name: 'direct',
-        sessions: 1,
-        server: ctx.server.port,
-        pg: ctx.pg?.port,
-        lazy: () => timeToFirstByte(ctx.server.port),
-      };
+function linkPart(name: string, link: Link): BenchPart {
+  const label = link.rttMs > 0 ? `WAN ${link.rttMs} ms: ` : 'paced, loopback: ';
+  /** What the link itself allows, one way, in MB/s. */
+  const ceilingMBs = (link.bandwidthMbps.down * 1e6) / 8 / MB;
+  return {
+    name,
+    preparesClients: true,
 
-      const rows: Row[] = [];
-      const summary: Row[] = [];
-      for (const f of figures(ctx)) {
-        const byN = new Map<number, Row>();
-        const rttRows = new Map<number, Row>();
+    async measure(ctx, section) {
+      // Once per bench, always against the paced agent: in the last section, whichever it is.
+      if (section !== ctx.opts.sections[ctx.opts.sections.length - 1]) return { rows: [] };
+      const direct = ctx.clients.find((c) => c.kind === 'direct');
+      const others = ctx.clients.filter((c) => c.kind === 'cmd' || c.kind === 'port');
+      if (link.rttMs > 0) await ctx.sim.control('/_sim/wan', link);
+      const daemons: DaemonProcess[] = [];
+      try {
+        // Columns: direct (no WAN), ssmtun with each sessions value, and other clients (one session).
+        const pools = new Map<number, Column | string>();
         for (const n of ctx.opts.sessions) {
-          const r = row(
-            `${f.key}-s${n}`,
-            `${LABEL}${f.label}, sessions=${n}`,
-            f.unit,
-            f.better,
-            'ratio',
-            f.target,
-          );
-          byN.set(n, r);
-          rows.push(r);
-          const pool = pools.get(n);
-          if (typeof pool === 'string') {
-            if (pool === NO_POOLS) recordNote(r, 'ssmtun', NO_POOLS);
-            else record(r, 'ssmtun', new Error(pool));
-          }
-          if (f.key === 'wan-lazy') {
-            const rr = row(
-              `wan-lazy-rtt-s${n}`,
-              `${LABEL}lazy open in round trips of ${WAN.rttMs} ms, sessions=${n} (4 + StartSession's)`,
-              'RTT',
-              'lower',
-              'none',
-              atMost(5),
-            );
-            if (typeof pool === 'string' && pool === NO_POOLS) recordNote(rr, 'ssmtun', NO_POOLS);
-            rttRows.set(n, rr);
-            rows.push(rr);
-          }
-        }
-        const failures = new Map<string, number>();
-        const one = async (c: Column, r: Row, what: string) => {
-          const id = `${c.name}/${c.sessions}`;
-          if ((failures.get(id) ?? 0) >= 2) return;
           try {
-            const v = await f.measure(c);
-            record(r, c.name, v);
-            log(
-              `wan ${what} ${c.name}${c.name === 'direct' ? '' : ` sessions=${c.sessions}`}: ${v.toFixed(3)} ${f.unit}`,
-            );
+            const { daemon, col } = await startPoolDaemon(ctx, n);
+            daemons.push(daemon);
+            await warm(ctx, col);
+            pools.set(n, col);
           } catch (e) {
             const err = e instanceof Error ? e : new Error(String(e));
-            failures.set(id, (failures.get(id) ?? 0) + 1);
-            log(`wan ${what} ${c.name} sessions=${c.sessions}: FAILED ${err.message}`);
-            record(r, c.name, err);
+            const note = n > 1 && refusesSessions(err) ? NO_POOLS : `FAIL: ${err.message.slice(0, 300)}`;
+            log(`wan sessions=${n}: ${note}`);
+            pools.set(n, note);
           }
+        }
+        const extra: Column[] = [];
+        for (const c of others) {
+          await c.beforePart?.(SECTION);
+          const p = c.ports(SECTION);
+          if (!p) continue;
+          extra.push({
+            name: c.name,
+            sessions: 1,
+            server: p.server,
+            pg: p.pg,
+            lazy: c.lazyFirstByte ? () => c.lazyFirstByte!(SECTION) : undefined,
+          });
+        }
+        const directCol: Column = {
+          name: 'direct',
+          sessions: 1,
+          server: ctx.server.port,
+          pg: ctx.pg?.port,
+          lazy: () => timeToFirstByte(ctx.server.port),
         };
-        for (let run = 0; run < f.runs; run++) {
-          const what = `${f.label} run ${run + 1}/${f.runs}`;
-          if (direct && f.direct && (!f.needsPg || directCol.pg)) {
-            // Direct is measured once per run and shown in every sessions row of the figure.
-            const tmp = row('tmp', '', f.unit, f.better, 'none');
-            await one(directCol, tmp, what);
-            const v = tmp.cells.direct?.runs[0];
-            for (const r of byN.values())
-              record(
-                r,
-                'direct',
-                v ?? (tmp.cells.direct?.error ? new Error(tmp.cells.direct.error) : undefined),
-              );
-          }
-          for (const n of ctx.opts.sessions) {
-            const pool = pools.get(n);
-            if (pool && typeof pool !== 'string' && (!f.needsPg || pool.pg))
-              await one(pool, byN.get(n)!, what);
-          }
-          const first = byN.get(ctx.opts.sessions[0])!;
-          for (const c of extra) if (!f.needsPg || c.pg) await one(c, first, what);
-        }
-        for (const [n, rr] of rttRows) {
-          const r = byN.get(n)!;
-          for (const [client, cell] of Object.entries(r.cells)) {
-            if (client === 'direct') continue;
-            for (const v of cell.runs) record(rr, client, v / WAN.rttMs);
-          }
-        }
-        // The pool against one session, from the same runs.
-        const base = byN.get(1)?.cells.ssmtun?.value;
-        for (const [n, r] of byN) {
-          if (n === 1 || !f.poolTarget) continue;
-          const s = row(
-            `${f.key}-pool-${n}`,
-            `${LABEL}${f.label}: sessions=${n} / sessions=1`,
-            'x',
-            'higher',
-            'none',
-            f.poolTarget,
-          );
-          const v = r.cells.ssmtun?.value;
-          if (r.cells.ssmtun?.note) recordNote(s, 'ssmtun', r.cells.ssmtun.note);
-          else if (v !== undefined && base !== undefined && base > 0) record(s, 'ssmtun', v / base);
-          summary.push(s);
-        }
-      }
-      // The pool comparisons close the part's own rows, not the section's summaries.
-      return { rows: [...rows, ...summary] };
-    } finally {
-      for (const d of daemons) await d.stop('SIGTERM', 10_000).catch(() => undefined);
-      await ctx.sim.control('/_sim/wan', {}).catch((e: Error) => log(`wan reset: ${e.message}`));
-    }
-  },
 
-  notes({ plan, opts }) {
-    return [
-      `wan: ${WAN.rttMs} ms RTT, ${WAN.jitterMs} ms jitter, ${WAN.bandwidthMbps.up}/${WAN.bandwidthMbps.down} Mbit/s up/down between the clients and the simulated AWS (the WAN's own ceiling: ${CEILING_MBS.toFixed(1)} MB/s each way before framing); paced agent; direct = TCP with no WAN`,
-      `wan: sessions = ${opts.sessions.join(', ')} (tunnel config \`sessions = N\`, written only for N > 1; a build that refuses it shows "n/a (${NO_POOLS})"); pools are warmed up with 8 connections first; other clients are measured in the sessions=${opts.sessions[0]} rows`,
-      `wan: downloads move ${fmtMB(plan.wanDown)}, the upload ${fmtMB(plan.wanUpload)}, the parallel read ${fmtMB(plan.wanRead)} in all${plan.wanRead < 50 * MB ? ' (50 MB without --quick)' : ''}`,
-    ];
-  },
-};
+        const rows: Row[] = [];
+        const summary: Row[] = [];
+        for (const f of figures(ctx, name, link)) {
+          const byN = new Map<number, Row>();
+          const rttRows = new Map<number, Row>();
+          for (const n of ctx.opts.sessions) {
+            const r = row(
+              `${f.key}-s${n}`,
+              `${label}${f.label}, sessions=${n}`,
+              f.unit,
+              f.better,
+              'ratio',
+              f.target,
+            );
+            byN.set(n, r);
+            rows.push(r);
+            const pool = pools.get(n);
+            if (typeof pool === 'string') {
+              if (pool === NO_POOLS) recordNote(r, 'ssmtun', NO_POOLS);
+              else record(r, 'ssmtun', new Error(pool));
+            }
+            if (f.key === `${name}-lazy` && link.rttMs > 0) {
+              const rr = row(
+                `${name}-lazy-rtt-s${n}`,
+                `${label}lazy open in round trips of ${link.rttMs} ms, sessions=${n} (4 + StartSession's)`,
+                'RTT',
+                'lower',
+                'none',
+                atMost(5),
+              );
+              if (typeof pool === 'string' && pool === NO_POOLS) recordNote(rr, 'ssmtun', NO_POOLS);
+              rttRows.set(n, rr);
+              rows.push(rr);
+            }
+          }
+          const failures = new Map<string, number>();
+          const one = async (c: Column, r: Row, what: string) => {
+            const id = `${c.name}/${c.sessions}`;
+            if ((failures.get(id) ?? 0) >= 2) return;
+            try {
+              const v = await f.measure(c);
+              record(r, c.name, v);
+              log(
+                `wan ${what} ${c.name}${c.name === 'direct' ? '' : ` sessions=${c.sessions}`}: ${v.toFixed(3)} ${f.unit}`,
+              );
+            } catch (e) {
+              const err = e instanceof Error ? e : new Error(String(e));
+              failures.set(id, (failures.get(id) ?? 0) + 1);
+              log(`wan ${what} ${c.name} sessions=${c.sessions}: FAILED ${err.message}`);
+              record(r, c.name, err);
+            }
+          };
+          for (let run = 0; run < f.runs; run++) {
+            const what = `${f.label} run ${run + 1}/${f.runs}`;
+            if (direct && f.direct && (!f.needsPg || directCol.pg)) {
+              // Direct is measured once per run and shown in every sessions row of the figure.
+              const tmp = row('tmp', '', f.unit, f.better, 'none');
+              await one(directCol, tmp, what);
+              const v = tmp.cells.direct?.runs[0];
+              for (const r of byN.values())
+                record(
+                  r,
+                  'direct',
+                  v ?? (tmp.cells.direct?.error ? new Error(tmp.cells.direct.error) : undefined),
+                );
+            }
+            for (const n of ctx.opts.sessions) {
+              const pool = pools.get(n);
+              if (pool && typeof pool !== 'string' && (!f.needsPg || pool.pg))
+                await one(pool, byN.get(n)!, what);
+            }
+            const first = byN.get(ctx.opts.sessions[0])!;
+            for (const c of extra) if (!f.needsPg || c.pg) await one(c, first, what);
+          }
+          for (const [n, rr] of rttRows) {
+            const r = byN.get(n)!;
+            for (const [client, cell] of Object.entries(r.cells)) {
+              if (client === 'direct') continue;
+              for (const v of cell.runs) record(rr, client, v / link.rttMs);
+            }
+          }
+          // The pool against one session, from the same runs.
+          const base = byN.get(1)?.cells.ssmtun?.value;
+          for (const [n, r] of byN) {
+            if (n === 1 || !f.poolTarget) continue;
+            const s = row(
+              `${f.key}-pool-${n}`,
+              `${label}${f.label}: sessions=${n} / sessions=1`,
+              'x',
+              'higher',
+              'none',
+              f.poolTarget,
+            );
+            const v = r.cells.ssmtun?.value;
+            if (r.cells.ssmtun?.note) recordNote(s, 'ssmtun', r.cells.ssmtun.note);
+            else if (v !== undefined && base !== undefined && base > 0) record(s, 'ssmtun', v / base);
+            summary.push(s);
+          }
+        }
+        // The pool comparisons close the part's own rows, not the section's summaries.
+        return { rows: [...rows, ...summary] };
+      } finally {
+        for (const d of daemons) await d.stop('SIGTERM', 10_000).catch(() => undefined);
+        if (link.rttMs > 0)
+          await ctx.sim.control('/_sim/wan', {}).catch((e: Error) => log(`wan reset: ${e.message}`));
+      }
+    },
+
+    notes({ plan, opts }) {
+      return [
+        link.rttMs > 0
+          ? `${name}: ${link.rttMs} ms RTT, ${link.jitterMs} ms jitter, ${link.bandwidthMbps.up}/${link.bandwidthMbps.down} Mbit/s up/down between the clients and the simulated AWS (the WAN's own ceiling: ${ceilingMBs.toFixed(1)} MB/s each way before framing); paced agent; direct = TCP with no WAN`
+          : `${name}: the wan part's figures on loopback (no WAN model), paced agent: a session is limited only by the agent's 1 ms sleep per 1024-byte read`,
+        `${name}: sessions = ${opts.sessions.join(', ')} (tunnel config \`sessions = N\`, written only for N > 1; a build that refuses it shows "n/a (${NO_POOLS})"); pools are warmed up with 8 connections first; other clients are measured in the sessions=${opts.sessions[0]} rows`,
+        `${name}: downloads move ${fmtMB(plan.wanDown)}, the upload ${fmtMB(plan.wanUpload)}, the parallel read ${fmtMB(plan.wanRead)} in all${plan.wanRead < 50 * MB ? ' (50 MB without --quick)' : ''}`,
+      ];
+    },
+  };
+}
