@@ -35,6 +35,8 @@ export interface Ports {
   server: number;
   /** Forwards to PostgreSQL; undefined when not available for this client. */
   pg?: number;
+  /** PostgreSQL behind a simulated RDS, through an `auth = "iam"` tunnel (ssmtun only). */
+  pgIam?: number;
 }
 
 export interface Client {
@@ -62,6 +64,8 @@ export interface Env {
   sim: SimProcess;
   serverPort: number;
   pgPort?: number;
+  /** The simulated RDS endpoint in front of the bench's PostgreSQL, for the IAM login row. */
+  iamDb?: { host: string; port: number; caFile: string; user: string };
   runtime: Runtime;
   daemonNodeArgs: string[];
   sections: SectionName[];
@@ -126,6 +130,17 @@ export class SsmtunClient implements Client {
           localPort: await freePort(),
         });
       }
+      const db = this.env.iamDb;
+      if (db) {
+        defs.push({
+          name: `pgiam-${section}`,
+          target,
+          remoteHost: db.host,
+          remotePort: db.port,
+          localPort: await freePort(),
+          extra: ['auth = "iam"', `db_user = "${db.user}"`, `ca_bundle = "${db.caFile}"`],
+        });
+      }
     }
     for (const d of defs) this.tunnels.set(d.name, d);
     this.daemon = await startDaemon(this.env.sim, defs, {
@@ -142,6 +157,7 @@ export class SsmtunClient implements Client {
     return {
       server: this.tunnels.get(`srv-${section}`)!.localPort,
       pg: this.tunnels.get(`pg-${section}`)?.localPort,
+      pgIam: this.tunnels.get(`pgiam-${section}`)?.localPort,
     };
   }
 

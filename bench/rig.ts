@@ -43,10 +43,21 @@ export async function startRig(opts: Options, notes: string[]): Promise<Rig> {
       `simulator ${sim.endpoint} (instances: unpaced ${INSTANCES.unpaced}, paced ${INSTANCES.paced}), ` +
         `bench server 127.0.0.1:${server.port}${pg ? `, postgres 127.0.0.1:${pg.port}` : ''}`,
     );
+    // The IAM login row: a simulated RDS (TLS, token check) in front of the same PostgreSQL.
+    const iamDb = pg
+      ? await sim
+          .control('/_sim/databases', { name: 'bench', upstream: { host: '127.0.0.1', port: pg.port } })
+          .then((d) => ({ ...(d as { host: string; port: number; caFile: string }), user: pg.user }))
+          .catch((e: Error) => {
+            notes.push(`no simulated RDS for the auth = "iam" row: ${e.message}`);
+            return undefined;
+          })
+      : undefined;
     const env: Env = {
       sim,
       serverPort: server.port,
       pgPort: pg?.port,
+      iamDb,
       runtime: opts.runtime,
       daemonNodeArgs: opts.daemonNodeArgs,
       sections: opts.sections,

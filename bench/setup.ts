@@ -227,6 +227,10 @@ export interface TunnelDef {
   localPort: number;
   /** Session pool size; written only when > 1, so a build without pools still takes the config. */
   sessions?: number;
+  /** Default 127.0.0.1 (the bench's own servers); a simulated RDS name for the IAM tunnel. */
+  remoteHost?: string;
+  /** More config lines for the tunnel (auth = "iam" and its keys). */
+  extra?: string[];
 }
 
 function tunnelToml(sim: SimInfo, t: TunnelDef): string {
@@ -234,12 +238,13 @@ function tunnelToml(sim: SimInfo, t: TunnelDef): string {
     `[tunnels.${t.name}]`,
     `region = "${sim.region}"`,
     `target = "${t.target}"`,
-    'remote_host = "127.0.0.1"',
+    `remote_host = "${t.remoteHost ?? '127.0.0.1'}"`,
     `remote_port = ${t.remotePort}`,
     `local_port = ${t.localPort}`,
     'bind = ["127.0.0.1"]',
     `endpoint = "${sim.endpoint}"`,
     ...(t.sessions !== undefined && t.sessions > 1 ? [`sessions = ${t.sessions}`] : []),
+    ...(t.extra ?? []),
     '',
   ].join('\n');
 }

@@ -1,9 +1,12 @@
 /** pgbench -S against the throw-away PostgreSQL with 1 and 8 clients, and the CPU spent with 8. */
+
+import type { Client } from '../clients.js';
 import { pgbenchTps } from '../pgbench.js';
 import { treeCpu } from '../procfs.js';
 import { type Row, ratioAtLeast, row } from '../report.js';
 import { withCpu } from '../resources.js';
-import { type BenchPart, eachRun } from './part.js';
+import type { SectionName } from '../setup.js';
+import { type BenchPart, type Ctx, eachRun } from './part.js';
 
 export const pgbench: BenchPart = {
   name: 'pgbench',
@@ -57,7 +60,35 @@ export const pgbench: BenchPart = {
         (c) => c.ports(section)?.pg !== undefined,
       );
       rows.push(...info);
+      if (clients === 8) rows.push(await iamRow(ctx, section, plan.runs, plan.pgSeconds));
     }
     return { rows };
   },
 };
+
+/**
+ * `auth = "iam"` (issue 10): the same pgbench through the local PostgreSQL front, which logs each
+ * connection in to a simulated RDS (TLS verify-full, IAM token) and then splices bytes. The login
+ * costs only at connect time; pgbench excludes connection time from its tps, so the figure should
+ * match plain forwarding (the pgbench-8 row above).
+ */
+async function iamRow(ctx: Ctx, section: SectionName, runs: number, seconds: number): Promise<Row> {
+  const r = row(
+    'pgbench-8-iam',
+    'pgbench -S, 8 clients, auth = "iam" (login by the tunnel)',
+    'tps',
+    'higher',
+    'ratio',
+  );
+  const port = (c: Client) => (c.kind === 'direct' ? c.ports(section)?.pg : c.ports(section)?.pgIam);
+  await eachRun(
+    ctx,
+    section,
+    runs,
+    'pgbench -c 8 auth=iam',
+    [r],
+    async (c) => [await pgbenchTps(ctx.pg!, port(c)!, 8, seconds)],
+    (c) => port(c) !== undefined,
+  );
+  return r;
+}

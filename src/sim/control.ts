@@ -6,6 +6,12 @@
  */
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  type SimDatabase,
+  type SimDatabaseConfig,
+  type SimDatabaseError,
+  validateDatabaseConfig,
+} from './databases.js';
 import { type FaultInjector, FaultSpecError, validateFaultSpecs } from './faults.js';
 import {
   AGENT_TUNING_KEYS,
@@ -40,6 +46,8 @@ export interface ControlTarget {
   tuningOf(instanceId: string): AgentTuning;
   /** Everything GET /_sim/state returns. */
   state(): unknown;
+  /** POST /_sim/databases: a simulated RDS endpoint in front of a local database, at run time. */
+  addDatabase?(config: SimDatabaseConfig): Promise<SimDatabase>;
 }
 
 const INJECTABLE_ERRORS = new Set<string>([
@@ -59,6 +67,7 @@ const ROUTES = [
   '/_sim/instances',
   '/_sim/terminate',
   '/_sim/wan',
+  '/_sim/databases',
 ];
 
 /** Control API errors: `{ code, message }` with a stable code. */
@@ -178,6 +187,25 @@ async function route(
       // The whole model at once: absent fields are 0 (no delay, unlimited bandwidth).
       const body = await readJson(req);
       replyJson(res, 200, { wan: sim.wan.set(body) });
+      return;
+    }
+    case 'POST /_sim/databases': {
+      // For a harness whose database starts after the simulator (the bench): the same as --rds.
+      const body = await readJson(req);
+      if (!sim.addDatabase) throw new SimControlError('NotFound', 'no databases in this simulator', 404);
+      if (!isObject(body) || typeof body.name !== 'string' || !isObject(body.upstream)) {
+        throw bad(
+          'send {"name": "...", "upstream": {"host": "127.0.0.1", "port": N}, "engine"?: "postgres"|"mysql"}',
+        );
+      }
+      const config = body as unknown as SimDatabaseConfig;
+      try {
+        validateDatabaseConfig(config);
+      } catch (e) {
+        throw bad(`${(e as Error).message}; ${(e as SimDatabaseError).fix}`);
+      }
+      const db = await sim.addDatabase(config);
+      replyJson(res, 200, { name: db.name, host: db.host, port: db.port, caFile: db.caFile });
       return;
     }
     case 'POST /_sim/kill': {

@@ -242,6 +242,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     upsertInstance,
     tuningOf: (id: string) => ({ ...tuning.get(id) }),
     state,
+    addDatabase: (config: SimDatabaseConfig) => databases.add(config),
   };
   const handler: http.RequestListener = (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
