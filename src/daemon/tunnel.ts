@@ -143,11 +143,7 @@ export class Tunnel {
       if (!this.config.lazy) void this.ensureSession().catch(() => {});
       return;
     }
-    const bound = await listenAll(
-      this.config,
-      (socket) => (this.iam ? this.iam.handle(socket) : this.onConnection(socket)),
-      this.log,
-    );
+    const bound = await listenAll(this.config, (socket) => this.accept(socket), this.log);
     this.servers = bound.servers;
     this.listening = bound.listening;
     if (bound.error) {
@@ -160,7 +156,7 @@ export class Tunnel {
     if (!this.config.lazy) void this.ensureSession().catch(() => {});
   }
 
-  /** A local connection handed over by the pool that listens for this tunnel. */
+  /** A local connection, from this tunnel's listener or from the pool that listens for it. */
   accept(socket: net.Socket): void {
     if (this.iam) this.iam.handle(socket);
     else this.onConnection(socket);
