@@ -86,7 +86,7 @@ export function formatStatus(rows: StatusRow[], colour = false): string {
     out.push(line(cells(t), t.state));
     const via = t.resolvedTarget && t.resolvedTarget !== t.target ? ` (${t.resolvedTarget})` : '';
     out.push(
-      `  target ${t.target}${via}, ${t.sessionsStarted} sessions started${t.origin === 'api' ? ', added over the API' : ''}`,
+      `  target ${t.target}${via}, ${t.sessionsStarted} session${t.sessionsStarted === 1 ? '' : 's'} started${t.origin === 'api' ? ', added over the API' : ''}`,
     );
     if (t.note) out.push(`  ${t.note}`);
     if (t.sessions) {
