@@ -28,6 +28,12 @@ export interface TransportOptions {
   onDrop: (reason: string) => void;
 }
 
+let wsModule: Promise<typeof import('ws')> | undefined;
+const loadWs = () => {
+  wsModule ??= import('ws');
+  return wsModule;
+};
+
 export class Transport {
   private ws: WebSocket;
   private pingTimer: NodeJS.Timeout | undefined;
@@ -42,10 +48,18 @@ export class Transport {
     this.ws = ws;
   }
 
+  /**
+   * Loads the WebSocket library ahead of use: called when a session starts opening, so loading it
+   * overlaps StartSession's round trip instead of following it.
+   */
+  static preload(): Promise<unknown> {
+    return loadWs();
+  }
+
   /** Opens the socket and sends OpenDataChannel; resolves once frames may flow. */
   static async connect(opts: TransportOptions): Promise<Transport> {
     // Loaded on first use: an idle daemon whose tunnels nobody uses never needs it.
-    const { default: WebSocketImpl } = await import('ws');
+    const { default: WebSocketImpl } = await loadWs();
     return new Promise((resolve, reject) => {
       const ws = new WebSocketImpl(opts.streamUrl, {
         perMessageDeflate: false,

@@ -21,6 +21,7 @@ import {
 } from './local-conn.js';
 import { RateLimitedLog } from './log-limit.js';
 import { ClientSession, type SessionOptions } from './session.js';
+import { Transport } from './transport.js';
 import { buildStatus, remoteOf, type TunnelState, type TunnelStatus } from './tunnel-status.js';
 
 export type { TunnelState, TunnelStatus } from './tunnel-status.js';
@@ -231,6 +232,8 @@ export class Tunnel {
         endpoint: c.endpoint,
         ...(this.deps.awsCallTimeoutMs !== undefined && { callTimeoutMs: this.deps.awsCallTimeoutMs }),
       });
+      // The WebSocket library loads while StartSession is on the wire, not after it.
+      void Transport.preload().catch(() => {});
       const target = await this.resolveTarget(aws);
       this.counters.sessions++;
       const session = await ClientSession.start({
