@@ -13,6 +13,7 @@
  * becomes a byte pipe. Tokens are never logged. (A little over 400 lines: both hops of one login read
  * best side by side.)
  */
+
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
@@ -40,6 +41,7 @@ import {
   parseHandshakeV10,
   SERVER_STATUS_AUTOCOMMIT,
 } from '../shared/mysql-wire.js';
+import { startLoopbackServer } from './loopback-server.js';
 import type { RdsFront, RdsFrontStats, RdsRefusalReason } from './rds.js';
 import { verifyRdsToken } from './rds-token.js';
 import type { SimCredential } from './sigv4.js';
@@ -361,28 +363,9 @@ export async function startRdsMysqlFront(opts: RdsMysqlFrontOptions): Promise<Rd
       });
     });
 
-  const server = net.createServer(onConnection);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as net.AddressInfo).port;
+  const { port, close } = await startLoopbackServer(onConnection, sockets);
   log.info({ host: opts.host, port }, 'simulated RDS MySQL front listening');
-  let closing: Promise<void> | undefined;
-  return {
-    port,
-    stats,
-    close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      });
-      return closing;
-    },
-  };
+  return { port, stats, close };
 }
 
 /**

@@ -10,6 +10,7 @@
  * Once accepted, the client's own StartupMessage goes to the upstream and the front becomes a byte
  * pipe. Tokens are never logged.
  */
+
 import net from 'node:net';
 import tls from 'node:tls';
 import { type Logger, pino } from 'pino';
@@ -23,6 +24,7 @@ import {
   parseStartupPacket,
   type StartupPacket,
 } from '../shared/pg-wire.js';
+import { startLoopbackServer } from './loopback-server.js';
 import { type RdsTokenRefusal, verifyRdsToken } from './rds-token.js';
 import type { SimCredential } from './sigv4.js';
 
@@ -312,28 +314,9 @@ export async function startRdsFront(opts: RdsFrontOptions): Promise<RdsFront> {
     raw.on('data', onData);
   };
 
-  const server = net.createServer(onConnection);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as net.AddressInfo).port;
+  const { port, close } = await startLoopbackServer(onConnection, sockets);
   log.info({ host: opts.host, port }, 'simulated RDS front listening');
-  let closing: Promise<void> | undefined;
-  return {
-    port,
-    stats,
-    close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      });
-      return closing;
-    },
-  };
+  return { port, stats, close };
 }
 
 function fatal(sock: net.Socket, fields: Parameters<typeof errorResponse>[0]): void {
