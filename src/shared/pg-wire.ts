@@ -155,7 +155,9 @@ export function parseStartupPacket(raw: Buffer): StartupPacket {
       '0A000',
     );
   }
-  const params: Record<string, string> = {};
+  // No prototype: a client may name a parameter `__proto__` (or `constructor`) and must only ever
+  // set its own key.
+  const params: Record<string, string> = Object.create(null);
   let off = 8;
   for (;;) {
     if (off >= raw.length) {

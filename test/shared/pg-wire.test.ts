@@ -144,6 +144,17 @@ describe('startup packets', () => {
     });
   });
 
+  it('keeps a parameter named __proto__ as its own key (found by the property below)', () => {
+    const params: Record<string, string> = { user: 'u' };
+    Object.defineProperty(params, '__proto__', { value: 'x', enumerable: true });
+    const p = parseStartupPacket(startupMessage(params));
+    expect(p.kind === 'startup' && Object.entries(p.params)).toEqual([
+      ['user', 'u'],
+      ['__proto__', 'x'],
+    ]);
+    expect(p.kind === 'startup' && Object.getPrototypeOf(p.params)).toBe(null);
+  });
+
   it('round-trips arbitrary parameters', () => {
     fc.assert(
       fc.property(fc.dictionary(paramName, paramValue, { maxKeys: 8 }), (params) => {
