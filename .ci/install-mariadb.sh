@@ -10,19 +10,9 @@ if have_server && command -v mariadb >/dev/null 2>&1 && command -v mariadb-insta
   log "$("$(mariadbd_bin)" --version); nothing to do."
   exit 0
 fi
-SUDO=""
-if [[ "$(id -u)" -ne 0 ]]; then
-  command -v sudo >/dev/null 2>&1 || { log "not root and no sudo; cannot install MariaDB" >&2; exit 1; }
-  SUDO="sudo"
-fi
-export DEBIAN_FRONTEND=noninteractive
-# One apt-get update per CI run (.ci/run sets SSMTUN_CI_TMP), shared with install-postgres.sh and install-systemd.sh.
-marker="${SSMTUN_CI_TMP:-}/apt-updated"
-if [[ -z "${SSMTUN_CI_TMP:-}" || ! -f "$marker" ]]; then
-  $SUDO apt-get update
-  [[ -z "${SSMTUN_CI_TMP:-}" ]] || touch "$marker"
-fi
-$SUDO apt-get install -y --no-install-recommends mariadb-server mariadb-client
+# shellcheck source=apt.sh
+source "$(dirname "$0")/apt.sh"
+apt_install mariadb-server mariadb-client
 # Without systemd the package may still start a server through its init script; the tests need none.
 if command -v service >/dev/null 2>&1; then
   $SUDO service mariadb stop >/dev/null 2>&1 || true

@@ -34,25 +34,10 @@ if is_complete; then
   exit 0
 fi
 
-SUDO=""
-if [[ "$(id -u)" -ne 0 ]]; then
-  if command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo"
-  else
-    log "not root and no sudo; cannot install PostgreSQL" >&2
-    exit 1
-  fi
-fi
-
 log "PostgreSQL server/client binaries missing; installing postgres via apt-get."
-export DEBIAN_FRONTEND=noninteractive
-# One apt-get update per CI run (.ci/run sets SSMTUN_CI_TMP), shared with install-systemd.sh.
-marker="${SSMTUN_CI_TMP:-}/apt-updated"
-if [[ -z "${SSMTUN_CI_TMP:-}" || ! -f "$marker" ]]; then
-  $SUDO apt-get update
-  [[ -z "${SSMTUN_CI_TMP:-}" ]] || touch "$marker"
-fi
-$SUDO apt-get install -y --no-install-recommends postgresql postgresql-client
+# shellcheck source=apt.sh
+source "$(dirname "$0")/apt.sh"
+apt_install postgresql postgresql-client
 
 # Debian creates and starts a "main" cluster on 5432; the tests make their own, so stop it.
 if command -v pg_lsclusters >/dev/null 2>&1; then
