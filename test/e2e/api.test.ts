@@ -313,6 +313,12 @@ describe('the daemon API and CLI over real sockets', () => {
 
   it('every CLI command answers --help with exit 0, and the text status shows every field', async () => {
     const commands = [
+      'daemon',
+      'demo',
+      'service',
+      'wait',
+      'logs',
+      'doctor',
       'status',
       'ls',
       'open',

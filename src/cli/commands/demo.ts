@@ -31,8 +31,18 @@ export async function demoCommand(argv: string[]): Promise<number> {
       'no-postgres': { type: 'boolean' },
       'api-port': { type: 'string' },
       verbose: { type: 'boolean', short: 'v' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
+  if (values.help) {
+    process.stdout.write(`usage: ssmtun demo [--once] [--no-pacing] [--no-postgres] [--api-port N] [-v]
+
+Runs the simulated AWS side, an echo server, a throw-away PostgreSQL behind a simulated RDS endpoint
+and the daemon, all on loopback, and prints what to try. --once does one round trip (lazy open, echo,
+an IAM login with verify-full) and exits 0 or 1 with a one-line summary.
+`);
+    return 0;
+  }
   const once = values.once ?? false;
   const logger = createLogger({
     level: values.verbose ? 'info' : 'warn',

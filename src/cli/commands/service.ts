@@ -53,8 +53,13 @@ export async function serviceCommand(
       follow: { type: 'boolean', short: 'f' },
       platform: { type: 'string' },
       'api-port': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
   const [action] = positionals;
   if (!action || !['install', 'uninstall', 'status', 'logs', 'restart'].includes(action)) {
     process.stderr.write(USAGE);

@@ -35,8 +35,17 @@ export async function waitCommand(argv: string[]): Promise<number> {
       timeout: { type: 'string', short: 't' },
       'api-port': { type: 'string' },
       config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
+  if (values.help) {
+    process.stdout.write(`usage: ssmtun wait [--timeout 30s] [--api-port N] [--config FILE]
+
+Exits 0 as soon as the running daemon answers ready on its API, 1 when the timeout passes first
+(default 30s; also 500ms, 2m). For scripts: ssmtun wait && psql ...
+`);
+    return 0;
+  }
   const timeoutMs = parseDuration(values.timeout ?? '30s');
   let port = Number(values['api-port'] ?? process.env.SSMTUN_API_PORT ?? 0);
   if (!port) {
