@@ -32,7 +32,13 @@ import { PortSession, type PortSessionInfo } from '../../src/protocol/port-sessi
 import { SmuxCmd } from '../../src/protocol/smux.js';
 import { HANDSHAKE_TIMEOUT_REASON, SimAgent, type SimAgentOptions } from '../../src/sim/agent.js';
 import { verifySigV4 } from '../../src/sim/sigv4.js';
-import { closedPort, pseudoRandomBytes, startEchoServer, startSinkServer } from '../helpers/net.js';
+import {
+  closedPort,
+  pseudoRandomBytes,
+  startEchoServer,
+  startSinkServer,
+  startSourceServer,
+} from '../helpers/net.js';
 
 const REGION = 'eu-west-1';
 const CREDS = { accessKeyId: 'AKIDSIMAGENTTEST', secretAccessKey: 'sim/agent/secret/key' };
@@ -621,6 +627,37 @@ describe('SimAgent mux mode', () => {
     const total = payloads.reduce((n, p) => n + p.length, 0);
     expect(stats.bytesToDestination).toBe(total);
     expect(stats.bytesFromDestination).toBe(total);
+  });
+
+  it('shares a paced session between streams in turn, one smux frame each, as the smux shaper does', async () => {
+    const size = 512 * 1024;
+    const source = await startSourceServer(size, 5);
+    cleanups.push(() => source.close());
+    const relay = await startRelay();
+    const client = startClient(relay);
+    const agent = makeAgent(relay, {
+      pacing: true,
+      properties: { portNumber: String(source.port), type: 'LocalPortForwarding' },
+    });
+    await agent.start();
+    await client.ready;
+    const ids = [0, 1, 2, 3].map(() => client.open());
+    await waitFor(() => ids.every((id) => (client.conns.get(id)?.bytes ?? 0) >= size), 'downloads', 20_000);
+    for (const id of ids) expect(client.received(id).equals(pseudoRandomBytes(size, 5))).toBe(true);
+    // Replay the agent's frames in order: when the first stream is complete, the others are not far
+    // behind (each got a frame per turn), and none waited for another to finish before starting.
+    const got = new Map<number, number>(ids.map((id) => [id, 0]));
+    let firstDone: Map<number, number> | undefined;
+    let startedBefore = 0;
+    for (const f of agentSmuxFrames(relay)) {
+      if (f.cmd !== SmuxCmd.PSH) continue;
+      const before = got.get(f.sid) ?? 0;
+      if (before === 0 && Math.max(...got.values()) <= 192 * 1024) startedBefore++;
+      got.set(f.sid, before + f.length);
+      if (!firstDone && before + f.length >= size) firstDone = new Map(got);
+    }
+    expect(startedBefore).toBe(4);
+    expect(Math.min(...(firstDone as Map<number, number>).values())).toBeGreaterThanOrEqual(size / 2);
   });
 
   it('answers a refused destination with ConnectToPortError and then the FIN, and the session goes on', async () => {

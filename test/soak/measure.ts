@@ -22,13 +22,23 @@ export interface ConnResult {
 
 const CHUNK = 64 * 1024;
 
+/** SOAK_TRACE=1 prints every stall of 300 ms or more with a timestamp, to line up with kills. */
+export const TRACE = process.env.SOAK_TRACE === '1';
+export function traceLine(what: string): void {
+  console.log(`${new Date().toISOString().slice(11, 23)} ${what}`);
+}
+
 /** Tracks the longest gap between progress events while something is outstanding. */
 export class StallMeter {
   private last = Date.now();
   longest = 0;
+  constructor(private readonly name = '') {}
   progress(outstanding: boolean): void {
     const now = Date.now();
-    if (outstanding) this.longest = Math.max(this.longest, now - this.last);
+    if (outstanding) {
+      this.longest = Math.max(this.longest, now - this.last);
+      if (TRACE && now - this.last >= 300) traceLine(`stall ${this.name} ${now - this.last} ms ended`);
+    }
     this.last = now;
   }
   /** Call when something becomes outstanding after an idle period, so idle time is not a stall. */
@@ -46,7 +56,7 @@ export function echoTransfer(name: string, port: number, bytes: number, seed: nu
   const started = Date.now();
   const upHash = createHash('sha256');
   const downHash = createHash('sha256');
-  const stall = new StallMeter();
+  const stall = new StallMeter(name);
   let sent = 0;
   let received = 0;
   return new Promise((resolve) => {
@@ -111,7 +121,7 @@ export function downloadTransfer(
   const started = Date.now();
   const expectedSha = createHash('sha256').update(pseudoRandomBytes(bytes, seed)).digest('hex');
   const hash = createHash('sha256');
-  const stall = new StallMeter();
+  const stall = new StallMeter(name);
   let received = 0;
   return new Promise((resolve) => {
     const sock = net.connect({ port, host: '127.0.0.1' });

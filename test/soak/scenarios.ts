@@ -19,7 +19,7 @@ import {
   startSourceServer,
   type TcpServerHandle,
 } from '../helpers/net.js';
-import { type ConnResult, downloadTransfer, echoTransfer } from './measure.js';
+import { type ConnResult, downloadTransfer, echoTransfer, TRACE, traceLine } from './measure.js';
 
 export interface SoakOptions {
   quick: boolean;
@@ -126,6 +126,7 @@ export class SoakWorld {
             .control('/_sim/kill', { sessionId: st.sessionId, side: 'client' })
             .catch(() => ({ killed: false }))) as { killed: boolean };
           if (r.killed) kills++;
+          if (r.killed && TRACE) traceLine(`killed ${tunnel}`);
         }
       })();
       timer = setTimeout(fire, everyMs);

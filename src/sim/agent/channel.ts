@@ -53,8 +53,14 @@ export interface OutputPumpHost {
   canSend(): boolean;
   isEnding(): boolean;
   sendStream(payloadType: number, payload: Buffer): number;
-  /** Whether the destinations should be read (see Destinations.setReading). */
-  setReading(read: boolean): void;
+  /**
+   * Whether the destinations should be read (see Destinations.setReading): `canSend` is the
+   * channel's state, `queueHasRoom` this queue's. Mux streams are held by the shaper one by one, so
+   * only basic mode's single reader goes by the queue.
+   */
+  setReading(canSend: boolean, queueHasRoom: boolean): void;
+  /** The queue has room: a writer with more (the smux shaper) may add it now. */
+  refill?(): void;
 }
 
 /** Agent → client: destination bytes and flags, in order, as paced Output and Flag messages. */
@@ -63,6 +69,7 @@ export class OutputPump {
   private outBytes = 0;
   private pumpImmediate: NodeJS.Immediate | undefined;
   private pumpTimer: NodeJS.Timeout | undefined;
+  private pumping = false;
 
   constructor(
     private readonly host: OutputPumpHost,
@@ -89,8 +96,18 @@ export class OutputPump {
 
   /** Resume sending and reading after a pause, a drained window or a reconnect. */
   kick(): void {
+    this.refill();
     if (this.out.length > 0) this.schedule();
     this.updateReading();
+  }
+
+  /** Whether a writer may add more now without the queue passing its high water. */
+  hasRoom(): boolean {
+    return this.outBytes < OUT_QUEUE_HIGH_WATER;
+  }
+
+  private refill(): void {
+    if (this.hasRoom()) this.host.refill?.();
   }
 
   clear(): void {
@@ -103,7 +120,8 @@ export class OutputPump {
   }
 
   private schedule(): void {
-    if (this.pumpImmediate || this.pumpTimer) return;
+    // Inside pump() what is queued now is sent by that pump or its timer: no second pump.
+    if (this.pumpImmediate || this.pumpTimer || this.pumping) return;
     // A turn of the event loop lets an smux header and its data leave in one message, as a 1024-byte
     // pipe read would upstream.
     this.pumpImmediate = setImmediate(() => {
@@ -113,6 +131,16 @@ export class OutputPump {
   }
 
   private pump(): void {
+    this.pumping = true;
+    try {
+      this.pumpSome();
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pumpSome(): void {
+    this.refill();
     while (this.out.length > 0 && this.host.canSend()) {
       this.sendOne();
       if (this.pacing) {
@@ -146,10 +174,11 @@ export class OutputPump {
     }
     this.outBytes -= size;
     this.host.sendStream(PayloadType.Output, parts.length === 1 ? parts[0] : Buffer.concat(parts, size));
+    this.refill();
   }
 
   /** Destinations are read only while the channel can take more (SPEC 7.7, 10.3.3). */
   private updateReading(): void {
-    this.host.setReading(this.host.canSend() && this.outBytes < OUT_QUEUE_HIGH_WATER);
+    this.host.setReading(this.host.canSend(), this.hasRoom());
   }
 }

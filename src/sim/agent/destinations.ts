@@ -65,6 +65,8 @@ export async function dialDestination(
  */
 export class Destinations {
   private readonly sockets = new Set<net.Socket>();
+  /** Sockets whose own stream is backed up (its reader blocked in Write), whatever `reading` says. */
+  private readonly held = new WeakSet<net.Socket>();
   private reading = true;
   /** Output refused for back-pressure; the destinations' 'drain' lifts it. */
   private inputBlocked = false;
@@ -150,8 +152,20 @@ export class Destinations {
     if (read === this.reading) return;
     this.reading = read;
     for (const s of this.sockets) {
-      if (read) s.resume();
+      if (read && !this.held.has(s)) s.resume();
       else s.pause();
+    }
+  }
+
+  /** One socket's reader waits for its stream (an smux Write that has not returned yet). */
+  hold(sock: net.Socket, held: boolean): void {
+    if (held === this.held.has(sock)) return;
+    if (held) {
+      this.held.add(sock);
+      sock.pause();
+    } else {
+      this.held.delete(sock);
+      if (this.reading && !sock.destroyed) sock.resume();
     }
   }
 

@@ -3,11 +3,17 @@
  * the Output byte stream; every stream the client opens is dialled to the destination; a failed dial is
  * Flag 3 (ConnectToPortError) then FIN; the first EOF or error on either side closes both; the agent
  * echoes a FIN even after the client's (SPEC 16).
+ *
+ * Streams share the session as they do upstream: each destination is read by its own copy loop that
+ * blocks in the smux Write of one frame (at most 32 KiB, SPEC 10.8) until smux's shaper sends it, and
+ * the shaper takes one frame per stream in turn. Without that, whichever socket the event loop happens
+ * to report first would win every refill and the others would starve for seconds, an artefact of
+ * this simulator, not of the agent.
  */
 
 import type net from 'node:net';
 import { PayloadFlag } from '../../protocol/message.js';
-import { encodeSmuxHeader, SmuxCmd, SmuxSession } from '../../protocol/smux.js';
+import { encodeSmuxHeader, SMUX_MAX_FRAME_SIZE, SmuxCmd, SmuxSession } from '../../protocol/smux.js';
 import type { OutputPump } from './channel.js';
 import type { Destinations } from './destinations.js';
 import type { AgentContext } from './options.js';
@@ -15,6 +21,11 @@ import type { AgentContext } from './options.js';
 interface MuxStream {
   sid: number;
   sock?: net.Socket;
+  /** Destination bytes read but not yet framed: the copy loop's Write in progress. */
+  unsent: Buffer[];
+  unsentBytes: number;
+  /** The destination ended: FIN once `unsent` is out. */
+  finAfterUnsent: boolean;
   /** Data for the stream that arrived while its destination was still being dialled. */
   pending: Buffer[];
   pendingBytes: number;
@@ -25,6 +36,8 @@ interface MuxStream {
 export class MuxForwarder {
   private smux: SmuxSession | undefined;
   private readonly streams = new Map<number, MuxStream>();
+  /** Streams with destination bytes waiting, in the shaper's round-robin order. */
+  private readonly ready: MuxStream[] = [];
 
   constructor(
     private readonly ctx: AgentContext,
@@ -75,11 +88,59 @@ export class MuxForwarder {
     this.smux?.close();
     for (const st of this.streams.values()) st.closed = true;
     this.streams.clear();
+    this.ready.length = 0;
+  }
+
+  /** The shaper: while the Output queue has room, one frame from the next stream that has one. */
+  refill(): void {
+    while (this.ready.length > 0 && this.out.hasRoom()) {
+      const st = this.ready.shift() as MuxStream;
+      if (st.closed && !st.finAfterUnsent) continue;
+      this.smux?.write(st.sid, this.takeFrame(st));
+      if (st.unsentBytes > 0) this.ready.push(st);
+      else if (st.finAfterUnsent) this.finishStream(st);
+      if (st.sock && st.unsentBytes < SMUX_MAX_FRAME_SIZE) this.dest.hold(st.sock, false);
+    }
+  }
+
+  private takeFrame(st: MuxStream): Buffer {
+    const parts: Buffer[] = [];
+    let size = 0;
+    while (size < SMUX_MAX_FRAME_SIZE && st.unsent.length > 0) {
+      const b = st.unsent[0];
+      const take = Math.min(b.length, SMUX_MAX_FRAME_SIZE - size);
+      parts.push(take === b.length ? b : b.subarray(0, take));
+      size += take;
+      if (take === b.length) st.unsent.shift();
+      else st.unsent[0] = b.subarray(take);
+    }
+    st.unsentBytes -= size;
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts, size);
+  }
+
+  private queueFromDestination(st: MuxStream, chunk: Buffer): void {
+    if (st.closed) return;
+    if (st.unsentBytes === 0) this.ready.push(st);
+    st.unsent.push(chunk);
+    st.unsentBytes += chunk.length;
+    // The copy loop is inside Write until its frame went: it reads nothing more meanwhile.
+    if (st.sock && st.unsentBytes >= SMUX_MAX_FRAME_SIZE) this.dest.hold(st.sock, true);
+    this.refill();
+    this.out.kick();
   }
 
   private onStreamOpened(sid: number): void {
     this.ctx.counters.streamsAccepted++;
-    const st: MuxStream = { sid, pending: [], pendingBytes: 0, clientFin: false, closed: false };
+    const st: MuxStream = {
+      sid,
+      pending: [],
+      pendingBytes: 0,
+      unsent: [],
+      unsentBytes: 0,
+      finAfterUnsent: false,
+      clientFin: false,
+      closed: false,
+    };
     this.streams.set(sid, st);
     this.dest.dial().then(
       (sock) => this.onStreamDialled(st, sock),
@@ -95,15 +156,13 @@ export class MuxForwarder {
     st.sock = sock;
     this.dest.track(
       sock,
-      (chunk) => {
-        if (!st.closed) this.smux?.write(st.sid, chunk);
-      },
-      () => this.closeStream(st),
+      (chunk) => this.queueFromDestination(st, chunk),
+      () => this.closeStream(st, 'destination'),
     );
     for (const b of st.pending) this.dest.write(sock, b);
     st.pending = [];
     st.pendingBytes = 0;
-    if (st.clientFin) this.closeStream(st);
+    if (st.clientFin) this.closeStream(st, 'client');
   }
 
   private onStreamDialFailed(st: MuxStream, err: Error): void {
@@ -136,16 +195,31 @@ export class MuxForwarder {
     if (!st) return;
     st.clientFin = true;
     // Still dialling: the dial's outcome closes it.
-    if (st.sock) this.closeStream(st);
+    if (st.sock) this.closeStream(st, 'client');
   }
 
-  /** First EOF/error on either side closes both: our FIN (echoed even after the client's) and TCP. */
-  private closeStream(st: MuxStream): void {
+  /**
+   * First EOF/error on either side closes both: our FIN (echoed even after the client's) and TCP.
+   * The destination's EOF comes after what it sent, so the FIN waits for the frames still queued;
+   * the client's FIN makes the pending Write fail, so those frames are dropped.
+   */
+  private closeStream(st: MuxStream, by: 'client' | 'destination'): void {
     if (st.closed) return;
     st.closed = true;
     this.streams.delete(st.sid);
-    this.sendFin(st.sid);
     if (st.sock) this.dest.close(st.sock);
+    if (by === 'destination' && st.unsentBytes > 0) {
+      st.finAfterUnsent = true;
+      return;
+    }
+    st.unsent = [];
+    st.unsentBytes = 0;
+    this.finishStream(st);
+  }
+
+  private finishStream(st: MuxStream): void {
+    st.finAfterUnsent = false;
+    this.sendFin(st.sid);
   }
 
   private sendFin(sid: number): void {

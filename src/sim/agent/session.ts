@@ -120,7 +120,8 @@ export class SimAgent extends EventEmitter<SimAgentEvents> {
         canSend: () => this.state === 'running' && this.dc.writable && !this.dc.isPaused,
         isEnding: () => this.isEnding(),
         sendStream,
-        setReading: (read) => this.dest.setReading(read),
+        setReading: (canSend, room) => this.dest.setReading(canSend && (this.mode === 'mux' || room)),
+        refill: () => this.mux.refill(),
       },
       pacing,
     );
