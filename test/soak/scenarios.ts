@@ -3,6 +3,7 @@
  * user runs them; this process is the local clients and the destinations, and measures every byte.
  * Each scenario returns its connections' results plus what it counts (kills, resets, ...).
  */
+import { readFileSync } from 'node:fs';
 import type { FaultSpec } from '../../src/sim/faults.js';
 import {
   type DaemonProcess,
@@ -79,11 +80,14 @@ export class SoakWorld {
     };
     await add('bulk', FLAT, w.echo.port);
     await add('recycle', FLAT, w.echo.port);
-    const slowSize = opts.tiny ? 8 * 1024 * 1024 : 16 * 1024 * 1024;
+    // Past the cap plus what loopback socket buffers can hold, so the slow reader must hit the cap.
+    const slowCap = 8 * 1024 * 1024;
+    const slowSize = 32 * 1024 * 1024;
     const slowSource = await startSourceServer(slowSize, opts.seed + 11);
     w.sources.push(slowSource);
     w.ports.set('slow-size', slowSize);
-    await add('slow', FLAT, slowSource.port, 'max_buffer = "2MiB"');
+    w.ports.set('slow-cap', slowCap);
+    await add('slow', FLAT, slowSource.port, `max_buffer = "${slowCap / 1024 / 1024}MiB"`);
     const freezeSize = 6 * 1024 * 1024;
     const freezeSource = await startSourceServer(freezeSize, opts.seed + 13);
     w.sources.push(freezeSource);
@@ -225,11 +229,47 @@ export async function recycles(w: SoakWorld, o: SoakOptions): Promise<ScenarioRe
   };
 }
 
-/** One reader never reads beside three fast ones: it alone is reset at max_buffer. */
+/** Resident memory of a process (Linux /proc), in bytes; undefined elsewhere. */
+function rssOf(pid: number | undefined): number | undefined {
+  if (pid === undefined || process.platform !== 'linux') return undefined;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * One connection stops reading for 60 s while three others download over and over beside it, on
+ * one session of the flat-out agent. The three keep their speed (compared with the same three
+ * downloads alone, just before), the slow one alone is reset once its buffer reaches max_buffer,
+ * the daemon's memory stays within that cap plus slack, and the tunnel works right after.
+ */
 export async function slowReader(w: SoakWorld, o: SoakOptions): Promise<ScenarioResult> {
   const size = w.port('slow-size');
+  const cap = w.port('slow-cap');
   const port = w.port('slow');
+  const holdMs = o.tiny ? 20_000 : 60_000;
   await warmDownload(port);
+  const resetsBefore = (await w.status('slow')).connectionsReset ?? 0;
+  const round = async (tag: string) => {
+    const started = Date.now();
+    const rs = await Promise.all(
+      [0, 1, 2].map((i) => downloadTransfer(`${tag}-${i}`, port, size, o.seed + 11)),
+    );
+    return { rs, ms: Date.now() - started };
+  };
+  const alone = await round('alone');
+
+  const pid = w.daemon.proc.pid;
+  const rssBefore = rssOf(pid);
+  let rssPeak = rssBefore ?? 0;
+  const sampler = setInterval(() => {
+    rssPeak = Math.max(rssPeak, rssOf(pid) ?? 0);
+  }, 200);
   let slowSock: import('node:net').Socket | undefined;
   const slow = downloadTransfer('slow-reader', port, size, o.seed + 11, {
     onSocket: (s) => {
@@ -237,27 +277,45 @@ export async function slowReader(w: SoakWorld, o: SoakOptions): Promise<Scenario
       s.pause();
     },
   });
-  const fast = await Promise.all(
-    [0, 1, 2].map((i) => downloadTransfer(`fast-${i}`, port, size, o.seed + 11)),
-  );
-  // The slow one must have been reset by now; let it see it.
-  const deadline = Date.now() + 30_000;
-  while (((await w.status('slow')).connectionsReset ?? 0) < 1 && Date.now() < deadline)
-    await new Promise((r) => setTimeout(r, 50));
+  const beside: ConnResult[] = [];
+  const roundMs: number[] = [];
+  const until = Date.now() + holdMs;
+  for (let r = 0; Date.now() < until; r++) {
+    const { rs, ms } = await round(`beside-${r}`);
+    beside.push(...rs);
+    roundMs.push(ms);
+  }
   slowSock?.resume();
   const slowResult = await slow;
+  clearInterval(sampler);
   const after = await downloadTransfer('after-reset', port, size, o.seed + 11);
   const st = await w.status('slow');
+
   const failures: string[] = [];
-  if ((st.connectionsReset ?? 0) !== 1) failures.push(`expected 1 reset, saw ${st.connectionsReset}`);
+  const resets = (st.connectionsReset ?? 0) - resetsBefore;
+  if (resets !== 1) failures.push(`expected 1 reset, saw ${resets}`);
   if (slowResult.received >= size) failures.push('the slow reader was not cut off');
+  const median = [...roundMs].sort((a, b) => a - b)[Math.floor(roundMs.length / 2)];
+  const speed = alone.ms / median;
+  // A timed check belongs to the soak run, not to the short version inside `npm test`.
+  if (!o.tiny && speed < 0.5) failures.push(`the others ran at ${speed.toFixed(2)}x their speed alone`);
+  const grew = rssBefore === undefined ? undefined : rssPeak - rssBefore;
+  if (grew !== undefined && grew > cap + 64 * MiB)
+    failures.push(`daemon RSS grew ${(grew / MiB).toFixed(0)} MiB (cap ${cap / MiB} MiB)`);
   return {
-    name: 'slow reader beside fast ones',
-    results: [...fast, after],
+    name: `slow reader (${holdMs / 1000} s not reading) beside three downloading`,
+    results: [...alone.rs, ...beside, after],
     kills: 0,
     countsStall: true,
     failures,
-    notes: [`slow reader reset after ${slowResult.received} bytes read`],
+    notes: [
+      `${roundMs.length} rounds beside it at ${speed.toFixed(2)}x the speed alone`,
+      // RST or FIN is told apart in test/daemon/tunnel-slow-reader.test.ts (a paused reader sees EOF).
+      `slow reader cut off after ${(slowResult.received / MiB).toFixed(1)} MiB read`,
+      grew === undefined
+        ? 'daemon RSS not measured here'
+        : `daemon RSS ${(rssBefore! / MiB).toFixed(0)} MiB before, peak +${(grew / MiB).toFixed(0)} MiB (cap ${cap / MiB} MiB)`,
+    ],
   };
 }
 
