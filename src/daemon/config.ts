@@ -45,8 +45,9 @@ export function defaultConfigPath(env: NodeJS.ProcessEnv = process.env, home: st
 
 export async function loadConfig(file: string): Promise<DaemonConfig> {
   let text: string;
+  let warnings: ConfigIssue[];
   try {
-    text = await readConfigFile(file);
+    ({ text, warnings } = await readConfigFile(file));
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
@@ -70,7 +71,13 @@ export async function loadConfig(file: string): Promise<DaemonConfig> {
       'Check that the path is a readable file.',
     );
   }
-  return parseConfig(text, file);
+  const config = parseConfig(text, file);
+  return warnings.length > 0 ? { ...config, warnings } : config;
+}
+
+/** Logs what a config was accepted with despite (see DaemonConfig.warnings). */
+export function logConfigWarnings(config: DaemonConfig, log: { warn(obj: object, msg: string): void }): void {
+  for (const w of config.warnings ?? []) log.warn({ config: w.file, fix: w.fix }, w.message);
 }
 
 export function parseConfig(text: string, file: string): DaemonConfig {

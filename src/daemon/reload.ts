@@ -4,7 +4,7 @@
  * for every problem) is logged and returned to the caller.
  */
 import type { Logger } from 'pino';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, logConfigWarnings } from './config.js';
 import type { ReconcileResult, TunnelManager } from './manager.js';
 
 export async function reloadConfig(
@@ -36,5 +36,6 @@ export async function reloadConfig(
     );
   }
   logger.level = process.env.SSMTUN_LOG_LEVEL ?? config.logLevel;
+  logConfigWarnings(config, logger);
   return manager.reconcile(config.tunnels);
 }

@@ -86,6 +86,22 @@ describe('config file bounds', () => {
     await chmod(f, 0o600);
     expect((await loadConfig(f)).tunnels).toHaveLength(1);
   });
+
+  it('accepts a group-writable config (umask 002) with a warning that carries chmod 600', async () => {
+    const f = path.join(dir, 'group.toml');
+    await writeFile(f, tunnel());
+    await chmod(f, 0o664);
+    const config = await loadConfig(f);
+    expect(config.tunnels).toHaveLength(1);
+    expect(config.warnings).toEqual([
+      expect.objectContaining({
+        message: expect.stringMatching(/writable by its group/),
+        fix: `Run: chmod 600 '${f}'`,
+      }),
+    ]);
+    await chmod(f, 0o644);
+    expect((await loadConfig(f)).warnings).toBeUndefined();
+  });
 });
 
 describe('config value bounds', () => {

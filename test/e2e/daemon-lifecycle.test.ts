@@ -4,7 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -185,6 +185,17 @@ describe('daemon failure paths', () => {
     const log = daemon.rawLog();
     expect(log.length).toBeGreaterThan(1000);
     for (const t of tokens) expect(log.includes(t)).toBe(false);
+  });
+
+  it('a reload of a group-writable config logs a warning with chmod 600 as the fix', async () => {
+    chmodSync(daemon.configFile, 0o664);
+    try {
+      await daemon.api('/reload', 'POST');
+      const line = await daemon.waitForLog((l) => /writable by its group/.test(String(l.msg)));
+      expect(line).toMatchObject({ level: 40, fix: `Run: chmod 600 '${daemon.configFile}'` });
+    } finally {
+      chmodSync(daemon.configFile, 0o644);
+    }
   });
 
   it('SIGTERM terminates every open session and exits 0', async () => {

@@ -14,7 +14,7 @@ import { ApiKeyError, loadOrCreateApiKey } from '../../api/auth.js';
 import { ApiListenError, listenLoopback } from '../../api/listen.js';
 import { buildApi } from '../../api/server.js';
 import { listenUnix } from '../../api/unix-socket.js';
-import { ConfigError, defaultConfigPath, loadConfig } from '../../daemon/config.js';
+import { ConfigError, defaultConfigPath, loadConfig, logConfigWarnings } from '../../daemon/config.js';
 import { EventHub } from '../../daemon/events.js';
 import { AlreadyRunningError, apiLockKey, configLockKey, DaemonLock } from '../../daemon/lock.js';
 import { createLogger, routeProcessWarnings } from '../../daemon/logger.js';
@@ -87,6 +87,7 @@ export async function daemonCommand(argv: string[]): Promise<number> {
   }
   const logger = createLogger({ level: process.env.SSMTUN_LOG_LEVEL ?? config.logLevel });
   routeProcessWarnings(logger);
+  logConfigWarnings(config, logger);
 
   const lock = new DaemonLock();
   try {

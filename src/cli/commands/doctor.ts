@@ -15,6 +15,8 @@ import { usage } from './token.js';
 interface Check {
   check: string;
   ok: boolean;
+  /** Passes, but with something to fix (shown with its fix; the exit code stays 0). */
+  warn?: boolean;
   detail: string;
   fix?: string;
 }
@@ -116,6 +118,8 @@ export async function doctorCommand(argv: string[]): Promise<number> {
   try {
     config = await loadConfig(file);
     checks.push({ check: 'config', ok: true, detail: `${file}: ${config.tunnels.length} tunnel(s)` });
+    for (const w of config.warnings ?? [])
+      checks.push({ check: 'config', ok: true, warn: true, detail: w.message, fix: w.fix });
   } catch (e) {
     const issues = e instanceof ConfigError ? e.issues : [];
     checks.push({
@@ -158,12 +162,21 @@ export async function doctorCommand(argv: string[]): Promise<number> {
   if (values.json) process.stdout.write(`${JSON.stringify(checks, null, 2)}\n`);
   else {
     const colour = useColour(process.stdout);
-    const mark = (ok: boolean) =>
-      colour ? (ok ? '\x1b[32m✓\x1b[0m' : '\x1b[31m✗\x1b[0m') : ok ? 'ok  ' : 'FAIL';
+    const mark = (c: Check) =>
+      c.warn
+        ? colour
+          ? '\x1b[33m!\x1b[0m'
+          : 'WARN'
+        : colour
+          ? c.ok
+            ? '\x1b[32m✓\x1b[0m'
+            : '\x1b[31m✗\x1b[0m'
+          : c.ok
+            ? 'ok  '
+            : 'FAIL';
     for (const c of checks) {
-      process.stdout.write(
-        `${mark(c.ok)} ${c.check}: ${c.detail}\n${c.fix && !c.ok ? `     fix: ${c.fix}\n` : ''}`,
-      );
+      const showFix = c.fix && (!c.ok || c.warn);
+      process.stdout.write(`${mark(c)} ${c.check}: ${c.detail}\n${showFix ? `     fix: ${c.fix}\n` : ''}`);
     }
   }
   return checks.every((c) => c.ok) ? 0 : 1;

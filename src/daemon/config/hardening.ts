@@ -26,9 +26,11 @@ const INTEGER_KEYS = new Set(['remote_port', 'local_port', 'api_port', 'max_conn
 /**
  * Reads the config without ever blocking or reading without bound: opened non-blocking (a FIFO
  * would otherwise wait for a writer forever), refused unless it is a regular file, refused past
- * MAX_CONFIG_BYTES, and refused when other users may write it (they could point tunnels anywhere).
+ * MAX_CONFIG_BYTES, and refused when any user may write it (they could point tunnels anywhere).
+ * Group-writable only warns: the default umask 002 of user-private-group systems (Debian, Ubuntu,
+ * Fedora) makes every new file so, with a group of one, and refusing it would fail first starts.
  */
-export async function readConfigFile(file: string): Promise<string> {
+export async function readConfigFile(file: string): Promise<{ text: string; warnings: ConfigIssue[] }> {
   const refuse = (message: string, fix: string): never => {
     throw new ConfigError([{ file, line: 0, message, fix }]);
   };
@@ -58,11 +60,18 @@ export async function readConfigFile(file: string): Promise<string> {
         'A config is a few KiB: check the path points at the right file.',
       );
     }
+    const chmod = `Run: chmod 600 '${file.replace(/'/g, `'\\''`)}'`;
+    const warnings: ConfigIssue[] = [];
     if (process.platform !== 'win32' && (st.mode & 0o002) !== 0) {
-      refuse(
-        'the config file is writable by other users, who could redirect your tunnels',
-        `Run: chmod 600 '${file.replace(/'/g, `'\\''`)}'`,
-      );
+      refuse('the config file is writable by other users, who could redirect your tunnels', chmod);
+    }
+    if (process.platform !== 'win32' && (st.mode & 0o020) !== 0) {
+      warnings.push({
+        file,
+        line: 0,
+        message: 'the config file is writable by its group; anyone in that group could redirect your tunnels',
+        fix: chmod,
+      });
     }
     // Read at most one byte past the limit: the size can change between stat and read.
     const buf = Buffer.alloc(Math.min(st.size, MAX_CONFIG_BYTES) + 1);
@@ -75,7 +84,7 @@ export async function readConfigFile(file: string): Promise<string> {
     }
     if (got > MAX_CONFIG_BYTES)
       refuse('the config file grew past 1 MiB while being read', 'Check the path points at the right file.');
-    return buf.subarray(0, got).toString('utf8');
+    return { text: buf.subarray(0, got).toString('utf8'), warnings };
   } finally {
     await fh.close();
   }

@@ -61,6 +61,8 @@ export interface DaemonConfig {
   pgservice?: string;
   tunnels: TunnelConfig[];
   file: string;
+  /** What the daemon accepts but logs at every load (e.g. a group-writable file), with the fix. */
+  warnings?: ConfigIssue[];
 }
 
 export interface ConfigIssue {
