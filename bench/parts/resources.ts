@@ -13,7 +13,7 @@ export const resources: BenchPart = {
   async before(ctx) {
     const idleRow = row(
       'rss-idle',
-      'client RSS, idle with 10 tunnels never connected',
+      'client RSS, idle with 10 tunnels never connected (settled, see clients.ts)',
       'MB',
       'lower',
       'none',

@@ -4,10 +4,7 @@
  * profile and region, and the SigV4 signature for the data-channel WebSocket upgrade (SPEC 3.2).
  */
 
-import { Sha256 } from '@aws-crypto/sha256-js';
 import type { SSMClient } from '@aws-sdk/client-ssm';
-import { HttpRequest } from '@smithy/protocol-http';
-import { SignatureV4 } from '@smithy/signature-v4';
 import { TunnelError } from './errors.js';
 
 export interface SessionTokens {
@@ -84,6 +81,25 @@ const loadSdk = () => {
   return sdk;
 };
 
+/** The upgrade's SigV4 signer, ~6 MB more: loaded while StartSession is on the wire, like the SDK. */
+let signerModules:
+  | Promise<
+      [
+        typeof import('@aws-crypto/sha256-js'),
+        typeof import('@smithy/protocol-http'),
+        typeof import('@smithy/signature-v4'),
+      ]
+    >
+  | undefined;
+const loadSigner = () => {
+  signerModules ??= Promise.all([
+    import('@aws-crypto/sha256-js'),
+    import('@smithy/protocol-http'),
+    import('@smithy/signature-v4'),
+  ]);
+  return signerModules;
+};
+
 export function createSsmGateway(t: AwsTarget): SsmGateway {
   const endpoint = t.endpoint ?? process.env.AWS_ENDPOINT_URL_SSM ?? process.env.AWS_ENDPOINT_URL;
   let clientPromise: Promise<SSMClient> | undefined;
@@ -134,6 +150,8 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
   return {
     loopbackEndpoint: endpoint ? isLoopbackHost(new URL(endpoint).hostname) : false,
     async startSession(target, documentName, parameters) {
+      // The upgrade comes right after: its signer loads while StartSession is in flight.
+      void loadSigner().catch(() => {});
       try {
         const [client, { StartSessionCommand }] = await Promise.all([getClient(), loadSdk()]);
         const out = await bounded('StartSession', (abortSignal) =>
@@ -221,7 +239,10 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
     async signStreamUrl(streamUrl) {
       const url = new URL(streamUrl);
       if (PRESIGNED_KEYS.some((k) => url.searchParams.has(k))) return {};
-      const creds = await credentials();
+      const [creds, [{ Sha256 }, { HttpRequest }, { SignatureV4 }]] = await Promise.all([
+        credentials(),
+        loadSigner(),
+      ]);
       const signer = new SignatureV4({
         service: 'ssmmessages',
         region: t.region,
