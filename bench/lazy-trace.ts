@@ -50,6 +50,21 @@ try {
     credentials: { accessKeyId: sim.accessKeyId, secretAccessKey: sim.secretAccessKey },
   });
   const warm = await aws.startSession(TARGET, DOCUMENT_REMOTE_HOST, params);
+  // Stamp the daemon's own steps between StartSession and the upgrade too.
+  for (const k of ['startSession', 'signStreamUrl'] as const) {
+    const orig = aws[k].bind(aws) as (...a: unknown[]) => Promise<unknown>;
+    (aws as unknown as Record<string, unknown>)[k] = async (...a: unknown[]) => {
+      mark(`daemon calls   ${k}`);
+      const r = await orig(...a);
+      mark(`daemon has     ${k}`);
+      return r;
+    };
+  }
+  const emit = WebSocket.prototype.emit;
+  WebSocket.prototype.emit = function (this: WebSocket & { _isServer?: boolean }, ev: string, ...a: unknown[]) {
+    if (ev === 'open' && !this._isServer) mark('ws open (upgrade answered)');
+    return (emit as (...x: unknown[]) => boolean).call(this, ev, ...a);
+  } as typeof emit;
   await new Promise((r) => setTimeout(r, 5 * rtt));
   lines.length = 0;
   t0 = performance.now();
