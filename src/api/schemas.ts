@@ -64,6 +64,18 @@ export const tunnelStatusSchema = {
     reconnects: { type: 'integer' },
     sessionsStarted: { type: 'integer' },
     openedAt: { type: 'string' },
+    lastOpen: {
+      type: 'object',
+      description: 'the last session open, step by step in ms (targetMs: finding the target by tag)',
+      properties: {
+        targetMs: { type: 'number' },
+        startSessionMs: { type: 'number' },
+        connectMs: { type: 'number' },
+        handshakeMs: { type: 'number' },
+        totalMs: { type: 'number' },
+        at: { type: 'string' },
+      },
+    },
     poolSize: { type: 'integer' },
     sessions: {
       type: 'array',

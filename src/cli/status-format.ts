@@ -106,6 +106,13 @@ export function formatStatus(rows: StatusRow[], colour = false): string {
         `  IAM logins ${t.logins.logins}, refused ${refused}${reasons ? ` (${reasons})` : ''}, cancels ${t.logins.cancels}`,
       );
     }
+    if (t.lastOpen) {
+      const o = t.lastOpen;
+      const tag = o.targetMs >= 1 ? `tag lookup ${Math.round(o.targetMs)} ms, ` : '';
+      out.push(
+        `  last open ${Math.round(o.totalMs)} ms: ${tag}StartSession ${Math.round(o.startSessionMs)} ms, WebSocket ${Math.round(o.connectMs)} ms, handshake ${Math.round(o.handshakeMs)} ms`,
+      );
+    }
     if (t.listenRetry)
       out.push(`  local port busy: retry ${t.listenRetry.attempt} at ${t.listenRetry.nextAt}`);
     if (t.lastError) {

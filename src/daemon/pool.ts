@@ -169,6 +169,10 @@ export class TunnelPool implements TunnelLike {
       .filter((e): e is NonNullable<typeof e> => !!e)
       .sort((a, b) => b.at.localeCompare(a.at))[0];
     const logins = all.map((s) => s.logins).filter((l): l is NonNullable<typeof l> => !!l);
+    const lastOpen = all
+      .map((s) => s.lastOpen)
+      .filter((o): o is NonNullable<typeof o> => !!o)
+      .sort((a, b) => b.at.localeCompare(a.at))[0];
     return {
       ...first,
       state: this.lastState,
@@ -183,6 +187,7 @@ export class TunnelPool implements TunnelLike {
       sessionsStarted: sum((s) => s.sessionsStarted),
       connectionsReset: sum((s) => s.connectionsReset),
       connectionsRefused: sum((s) => s.connectionsRefused),
+      ...(lastOpen && { lastOpen }),
       lastError,
       listenRetry: this.listenRetry,
       ...(logins.length > 0 && { logins: mergeLogins(logins) }),

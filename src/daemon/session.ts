@@ -74,7 +74,19 @@ export interface SessionStats {
   channel: DataChannelStats;
 }
 
+/**
+ * The steps of a session's first open: StartSession (the API call), connect (signing the upgrade,
+ * the WebSocket upgrade and OpenDataChannel) and the handshake (to HandshakeComplete).
+ */
+export interface OpenTimings {
+  startSessionMs: number;
+  connectMs: number;
+  handshakeMs: number;
+}
+
 export class ClientSession {
+  /** How long each step of the first open took (ms), for the status and the benchmarks. */
+  readonly openTimings: OpenTimings = { startSessionMs: 0, connectMs: 0, handshakeMs: 0 };
   readonly sessionId: string;
   private readonly tokens: SessionTokens;
   private readonly clientId = randomUUID();
@@ -155,8 +167,10 @@ export class ClientSession {
 
   /** StartSession, connect and complete the handshake. Rejects with a TunnelError on any failure. */
   static async start(opts: SessionOptions): Promise<ClientSession> {
+    const t0 = performance.now();
     const tokens = await opts.aws.startSession(opts.target, opts.documentName, opts.parameters);
     const session = new ClientSession(opts, tokens);
+    session.openTimings.startSessionMs = performance.now() - t0;
     try {
       await session.connectFirst();
       return session;
@@ -189,9 +203,13 @@ export class ClientSession {
       this.handshakeTimeoutMs,
     );
     try {
+      const t0 = performance.now();
       await this.connect(this.tokens.tokenValue);
+      const t1 = performance.now();
+      this.openTimings.connectMs = t1 - t0;
       this.tickTimer = setInterval(() => this.tick(), RESEND_TICK_MS);
       await ready;
+      this.openTimings.handshakeMs = performance.now() - t1;
     } finally {
       clearTimeout(timeout);
       this.readyWaiter = undefined;

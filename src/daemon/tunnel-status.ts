@@ -42,6 +42,18 @@ export interface TunnelStatus {
   reconnects: number;
   sessionsStarted: number;
   openedAt?: string;
+  /**
+   * The last session open, step by step (ms): finding the target by tag, StartSession, the
+   * WebSocket (signature, upgrade, OpenDataChannel), the handshake; total is all of them.
+   */
+  lastOpen?: {
+    targetMs: number;
+    startSessionMs: number;
+    connectMs: number;
+    handshakeMs: number;
+    totalMs: number;
+    at: string;
+  };
   lastError?: { code: string; message: string; fix?: string; at: string };
   /** Set by the manager while a busy port is retried with back-off. */
   listenRetry?: { attempt: number; nextAt: string };
@@ -78,6 +90,7 @@ export interface StatusInput {
     refused: number;
   };
   openedAt?: string;
+  lastOpen?: TunnelStatus['lastOpen'];
   lastError?: TunnelStatus['lastError'];
   listenRetry?: TunnelStatus['listenRetry'];
   logins?: PgFrontStats;
@@ -124,6 +137,7 @@ export function buildStatus(i: StatusInput): TunnelStatus {
     reconnects: i.counters.reconnects,
     sessionsStarted: i.counters.sessions,
     openedAt: s ? i.openedAt : undefined,
+    ...(i.lastOpen && { lastOpen: i.lastOpen }),
     lastError: i.lastError,
     listenRetry: i.listenRetry,
     ...(i.logins && { logins: i.logins }),

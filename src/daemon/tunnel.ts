@@ -104,6 +104,7 @@ export class Tunnel {
   private resolvedTarget: string | undefined;
   private lastError: TunnelStatus['lastError'];
   private openedAt: string | undefined;
+  private lastOpen: TunnelStatus['lastOpen'];
   private counters = {
     total: 0,
     toRemote: 0,
@@ -234,7 +235,9 @@ export class Tunnel {
       });
       // The WebSocket library loads while StartSession is on the wire, not after it.
       void Transport.preload().catch(() => {});
+      const t0 = performance.now();
       const target = await this.resolveTarget(aws);
+      const targetMs = performance.now() - t0;
       this.counters.sessions++;
       const session = await ClientSession.start({
         aws,
@@ -273,6 +276,16 @@ export class Tunnel {
       this.session = session;
       this.state = 'open';
       this.openedAt = new Date().toISOString();
+      const ms = (v: number) => Math.round(v * 10) / 10;
+      const o = session.openTimings;
+      this.lastOpen = {
+        targetMs: ms(targetMs),
+        startSessionMs: ms(o.startSessionMs),
+        connectMs: ms(o.connectMs),
+        handshakeMs: ms(o.handshakeMs),
+        totalMs: ms(performance.now() - t0),
+        at: this.openedAt,
+      };
       this.log.info({ sessionId: session.sessionId, mode: session.info.mode, target }, 'session open');
       this.serveWaiting();
       this.armIdle();
@@ -542,6 +555,7 @@ export class Tunnel {
       waiting: this.waiting.length,
       counters: this.counters,
       openedAt: this.openedAt,
+      lastOpen: this.lastOpen,
       lastError: this.lastError,
       listenRetry: this.listenRetry,
       logins: this.iam?.stats,
