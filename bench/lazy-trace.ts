@@ -61,7 +61,11 @@ try {
     };
   }
   const emit = WebSocket.prototype.emit;
-  WebSocket.prototype.emit = function (this: WebSocket & { _isServer?: boolean }, ev: string, ...a: unknown[]) {
+  WebSocket.prototype.emit = function (
+    this: WebSocket & { _isServer?: boolean },
+    ev: string,
+    ...a: unknown[]
+  ) {
     if (ev === 'open' && !this._isServer) mark('ws open (upgrade answered)');
     return (emit as (...x: unknown[]) => boolean).call(this, ev, ...a);
   } as typeof emit;
