@@ -32,13 +32,14 @@ describe('data channel over a lossy link', () => {
     expect(r.client.stats().retransmissions).toBe(0);
   });
 
-  it('property: drop, duplicate, reorder, delay and reconnects deliver every byte exactly once, in order, both ways', () => {
+  it('property: drop, duplicate, corrupt payloads, reorder, delay and reconnects deliver every byte exactly once, in order, both ways', () => {
     fc.assert(
       fc.property(
         fc.record({
           seed: fc.integer(),
           drop: fc.double({ min: 0, max: 0.3, noNaN: true }),
           duplicate: fc.double({ min: 0, max: 0.3, noNaN: true }),
+          corrupt: fc.double({ min: 0, max: 0.2, noNaN: true }),
           jitterMs: fc.integer({ min: 0, max: 60 }),
           baseDelayMs: fc.integer({ min: 0, max: 30 }),
           reconnectAt: fc.array(fc.integer({ min: 0, max: 3000 }), { maxLength: 3 }),
@@ -55,6 +56,7 @@ describe('data channel over a lossy link', () => {
             faults: {
               drop: p.drop,
               duplicate: p.duplicate,
+              corrupt: p.corrupt,
               jitterMs: p.jitterMs,
               baseDelayMs: p.baseDelayMs,
               reconnectAt: p.reconnectAt,

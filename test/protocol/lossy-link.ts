@@ -9,6 +9,11 @@ import { mulberry32 } from '../../src/sim/faults.js';
 export interface LinkFaults {
   drop: number;
   duplicate: number;
+  /**
+   * Flips one bit of the payload (past the 120-byte header: the digest covers the payload only, so a
+   * changed header would be undetectable by design, and TLS rules it out on a real link).
+   */
+  corrupt?: number;
   /** Max extra random delay in ms; >0 reorders frames. */
   jitterMs: number;
   baseDelayMs: number;
@@ -18,6 +23,9 @@ export interface LinkFaults {
   /** Hook to drop specific frames (e.g. one ack) deterministically. Return true to drop. */
   dropIf?: (frame: Buffer, from: 'client' | 'agent') => boolean;
 }
+
+/** Where a message's payload starts (SPEC 4.1: 116 header bytes, then the 4-byte PayloadLength). */
+const PAYLOAD_OFFSET = 120;
 
 interface InFlight {
   at: number;
@@ -62,9 +70,15 @@ export function runPair(o: PairOptions): PairResult {
     if (rnd() < o.faults.drop) return;
     const copies = rnd() < o.faults.duplicate ? 2 : 1;
     for (let i = 0; i < copies; i++) {
+      let copy = frame;
+      if (o.faults.corrupt && frame.length > PAYLOAD_OFFSET && rnd() < o.faults.corrupt) {
+        copy = Buffer.from(frame);
+        copy[PAYLOAD_OFFSET + Math.floor(rnd() * (frame.length - PAYLOAD_OFFSET))] ^=
+          1 << Math.floor(rnd() * 8);
+      }
       flight.push({
         at: now + o.faults.baseDelayMs + Math.floor(rnd() * (o.faults.jitterMs + 1)),
-        frame,
+        frame: copy,
         to: from === 'client' ? 'agent' : 'client',
       });
     }
