@@ -20,7 +20,7 @@ import {
   type TunnelDef,
 } from '../setup.js';
 import { transfer } from '../throughput.js';
-import { log, MB, MiB } from '../util.js';
+import { log, MB, MiB, median } from '../util.js';
 import type { BenchPart, Ctx } from './part.js';
 
 interface Link {
@@ -186,6 +186,55 @@ function figures(ctx: Ctx, name: string, link: Link): Figure[] {
 
 function fmtMB(bytes: number): string {
   return bytes % MiB === 0 ? `${bytes / MiB} MiB` : `${(bytes / MB).toFixed(1)} MB`;
+}
+
+/**
+ * Round trips are counted, not inferred from one RTT: the same lazy opens again at twice the RTT; the
+ * time after StartSession grows by (round trips) x (the RTT added), and what does not grow is
+ * processing on either side. Over 30 and 60 ms this separates "4 round trips + 12 ms" from "4.4".
+ */
+async function lazySlope(
+  ctx: Ctx,
+  link: Link,
+  label: string,
+  col: Column | string | undefined,
+): Promise<Row[]> {
+  if (!col || typeof col === 'string' || !col.lazy || !col.afterStartSession?.length) return [];
+  const trips = row(
+    `${col.name}-lazy-trips`,
+    `${label}lazy open after StartSession: round trips (slope between ${link.rttMs} and ${2 * link.rttMs} ms RTT), sessions=${col.sessions}`,
+    'RTT',
+    'lower',
+    'none',
+    // Whole round trips are what is counted; a slope from two medians is good to about a quarter.
+    { text: '<= 4 (+-0.25)', ok: (v) => v <= 4.25 },
+  );
+  const fixed = row(
+    `${col.name}-lazy-fixed`,
+    `${label}lazy open after StartSession: time that is not round trips (both sides' processing)`,
+    'ms',
+    'lower',
+    'none',
+  );
+  const at1 = median(col.afterStartSession);
+  const mark = col.afterStartSession.length;
+  try {
+    await ctx.sim.control('/_sim/wan', { ...link, rttMs: 2 * link.rttMs });
+    for (let i = 0; i < ctx.plan.lazyRuns; i++) await col.lazy();
+  } catch (e) {
+    record(trips, col.name, e as Error);
+    return [trips, fixed];
+  } finally {
+    await ctx.sim.control('/_sim/wan', link);
+  }
+  const at2 = median(col.afterStartSession.splice(mark));
+  const k = (at2 - at1) / link.rttMs;
+  record(trips, col.name, k);
+  record(fixed, col.name, at1 - k * link.rttMs);
+  log(
+    `wan lazy open after StartSession: ${at1.toFixed(1)} ms at ${link.rttMs} ms RTT, ${at2.toFixed(1)} ms at ${2 * link.rttMs}: ${k.toFixed(2)} round trips`,
+  );
+  return [trips, fixed];
 }
 
 export const wan = linkPart('wan', WAN);
@@ -359,6 +408,8 @@ function linkPart(name: string, link: Link): BenchPart {
             summary.push(s);
           }
         }
+        if (link.rttMs > 0)
+          summary.push(...(await lazySlope(ctx, link, label, pools.get(ctx.opts.sessions[0]))));
         // The pool comparisons close the part's own rows, not the section's summaries.
         return { rows: [...rows, ...summary] };
       } finally {
