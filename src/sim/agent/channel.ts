@@ -45,6 +45,24 @@ export function createAgentDataChannel(
   });
 }
 
+/**
+ * Takes up to `max` bytes off the front of a queue, across the Buffers there, stopping at anything
+ * that is not a Buffer (a flag keeps its own message). The queue is left with the rest.
+ */
+export function takeFront(queue: unknown[], max: number): Buffer {
+  const parts: Buffer[] = [];
+  let size = 0;
+  while (size < max && queue.length > 0 && Buffer.isBuffer(queue[0])) {
+    const b = queue[0] as Buffer;
+    const take = Math.min(b.length, max - size);
+    parts.push(take === b.length ? b : b.subarray(0, take));
+    size += take;
+    if (take === b.length) queue.shift();
+    else queue[0] = b.subarray(take);
+  }
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts, size);
+}
+
 type FlagItem = { flag: number };
 type OutItem = Buffer | FlagItem;
 
@@ -162,18 +180,9 @@ export class OutputPump {
       this.host.sendStream(PayloadType.Flag, encodeFlag(head.flag));
       return;
     }
-    const parts: Buffer[] = [];
-    let size = 0;
-    while (size < MAX_PAYLOAD && this.out.length > 0 && Buffer.isBuffer(this.out[0])) {
-      const b = this.out[0] as Buffer;
-      const take = Math.min(b.length, MAX_PAYLOAD - size);
-      parts.push(take === b.length ? b : b.subarray(0, take));
-      size += take;
-      if (take === b.length) this.out.shift();
-      else this.out[0] = b.subarray(take);
-    }
-    this.outBytes -= size;
-    this.host.sendStream(PayloadType.Output, parts.length === 1 ? parts[0] : Buffer.concat(parts, size));
+    const bytes = takeFront(this.out, MAX_PAYLOAD);
+    this.outBytes -= bytes.length;
+    this.host.sendStream(PayloadType.Output, bytes);
     this.refill();
   }
 

@@ -14,7 +14,7 @@
 import type net from 'node:net';
 import { PayloadFlag } from '../../protocol/message.js';
 import { encodeSmuxHeader, SMUX_MAX_FRAME_SIZE, SmuxCmd, SmuxSession } from '../../protocol/smux.js';
-import type { OutputPump } from './channel.js';
+import { type OutputPump, takeFront } from './channel.js';
 import type { Destinations } from './destinations.js';
 import type { AgentContext } from './options.js';
 
@@ -104,18 +104,9 @@ export class MuxForwarder {
   }
 
   private takeFrame(st: MuxStream): Buffer {
-    const parts: Buffer[] = [];
-    let size = 0;
-    while (size < SMUX_MAX_FRAME_SIZE && st.unsent.length > 0) {
-      const b = st.unsent[0];
-      const take = Math.min(b.length, SMUX_MAX_FRAME_SIZE - size);
-      parts.push(take === b.length ? b : b.subarray(0, take));
-      size += take;
-      if (take === b.length) st.unsent.shift();
-      else st.unsent[0] = b.subarray(take);
-    }
-    st.unsentBytes -= size;
-    return parts.length === 1 ? parts[0] : Buffer.concat(parts, size);
+    const frame = takeFront(st.unsent, SMUX_MAX_FRAME_SIZE);
+    st.unsentBytes -= frame.length;
+    return frame;
   }
 
   private queueFromDestination(st: MuxStream, chunk: Buffer): void {
