@@ -4,6 +4,7 @@
  * /_sim/ (control.ts) for tests that run the simulator as a separate process.
  */
 import http from 'node:http';
+import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { type Logger, pino } from 'pino';
 import { SimAgent, type SimAgentOptions } from './agent/index.js';
@@ -17,6 +18,7 @@ import {
   Wan,
   type WanOptions,
   type WanSettings,
+  wanFront,
 } from './gateway/index.js';
 import { SessionRegistry, type SimInstance } from './sessions.js';
 import { SsmApi } from './ssm-api/index.js';
@@ -268,7 +270,9 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       else socket.destroy();
     });
   }
-  const listen = (srv: http.Server, p: number) =>
+  // The clients' listener pays the WAN's TCP handshake; the agents' is inside AWS.
+  const pub = wanFront(server, wan);
+  const listen = (srv: net.Server, p: number) =>
     new Promise<number>((resolve, reject) => {
       srv.once('error', reject);
       srv.listen({ port: p, host }, () => {
@@ -276,23 +280,24 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
         resolve((srv.address() as AddressInfo).port);
       });
     });
-  port = await listen(server, opts.port ?? 0);
+  port = await listen(pub.front, opts.port ?? 0);
   try {
     agentPort = await listen(agentServer, 0);
   } catch (err) {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await new Promise<void>((resolve) => pub.front.close(() => resolve()));
     throw err;
   }
   const closeServers = () =>
-    Promise.all(
-      [server, agentServer].map(
-        (srv) =>
-          new Promise<void>((resolve) => {
-            srv.close(() => resolve());
-            srv.closeAllConnections();
-          }),
-      ),
-    );
+    Promise.all([
+      new Promise<void>((resolve) => {
+        pub.front.close(() => resolve());
+        pub.closeAll();
+      }),
+      new Promise<void>((resolve) => {
+        agentServer.close(() => resolve());
+        agentServer.closeAllConnections();
+      }),
+    ]);
   try {
     for (const db of opts.databases ?? []) await databases.add(db);
   } catch (err) {

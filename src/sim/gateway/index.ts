@@ -18,4 +18,11 @@ export {
   MAX_FRAME_BYTES,
   TerminateReason,
 } from './types.js';
-export { validateWan, Wan, type WanOptions, type WanSettings, WanSpecError } from './wan.js';
+export {
+  validateWan,
+  Wan,
+  type WanOptions,
+  type WanSettings,
+  WanSpecError,
+  wanFront,
+} from './wan.js';

@@ -9,9 +9,14 @@
  * link is a FIFO: a frame never arrives before one sent ahead of it, so jitter alone never reorders
  * (ask the fault injector for reordering). Its queue is unbounded on purpose: the real path is TCP,
  * which holds data back rather than dropping it. HTTP calls (the SSM API) and WebSocket upgrades pay
- * one rtt each (delayRtt); the TCP and TLS set-up of a fresh connection is not modelled.
+ * one rtt each (delayRtt), and a fresh TCP connection one more before its first bytes are read (the
+ * handshake, see wanFront), so a client that reuses or opens connections ahead of time gains what it
+ * would on a real link. TLS is not modelled (the simulator speaks plain HTTP): a real endpoint's fresh
+ * connection costs one or two round trips more than here.
  */
 
+import type http from 'node:http';
+import net from 'node:net';
 import { mulberry32 } from '../random.js';
 
 /** What SimulatorOptions.wan and POST /_sim/wan take; absent fields are 0 (0 bandwidth: unlimited). */
@@ -234,4 +239,33 @@ export class Wan {
     this.up.dispose();
     this.down.dispose();
   }
+}
+
+/**
+ * The public listener in front of `server` (which itself never listens): each accepted connection
+ * is handed to it only after the WAN's round trip (the TCP handshake a real client waits for before
+ * its request can leave), at once without a WAN. `closeAll` destroys every connection, handed over
+ * or not, as http.Server.closeAllConnections would.
+ */
+export function wanFront(server: http.Server, wan: Wan): { front: net.Server; closeAll(): void } {
+  const sockets = new Set<net.Socket>();
+  const handOver = (sock: net.Socket) => {
+    if (sock.destroyed) return;
+    server.emit('connection', sock);
+    sock.resume();
+  };
+  const front = net.createServer({ pauseOnConnect: true }, (sock) => {
+    sockets.add(sock);
+    sock.once('close', () => sockets.delete(sock));
+    const ms = wan.rttMs;
+    if (ms <= 0) handOver(sock);
+    else setTimeout(() => handOver(sock), ms).unref();
+  });
+  return {
+    front,
+    closeAll() {
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
+  };
 }
