@@ -73,6 +73,7 @@ export const tunnelStatusSchema = {
         connectMs: { type: 'number' },
         handshakeMs: { type: 'number' },
         totalMs: { type: 'number' },
+        preconnected: { type: 'boolean' },
         at: { type: 'string' },
       },
     },

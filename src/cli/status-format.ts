@@ -110,7 +110,7 @@ export function formatStatus(rows: StatusRow[], colour = false): string {
       const o = t.lastOpen;
       const tag = o.targetMs >= 1 ? `tag lookup ${Math.round(o.targetMs)} ms, ` : '';
       out.push(
-        `  last open ${Math.round(o.totalMs)} ms: ${tag}StartSession ${Math.round(o.startSessionMs)} ms, WebSocket ${Math.round(o.connectMs)} ms, handshake ${Math.round(o.handshakeMs)} ms`,
+        `  last open ${Math.round(o.totalMs)} ms: ${tag}StartSession ${Math.round(o.startSessionMs)} ms, WebSocket ${Math.round(o.connectMs)} ms${o.preconnected ? ' (connected ahead)' : ''}, handshake ${Math.round(o.handshakeMs)} ms`,
       );
     }
     if (t.listenRetry)

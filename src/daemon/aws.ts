@@ -6,6 +6,7 @@
 
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { TunnelError } from './errors.js';
+import { expectedStreamOrigin } from './preconnect.js';
 
 export interface SessionTokens {
   sessionId: string;
@@ -51,6 +52,8 @@ export interface SsmGateway {
   credentials(): Promise<AwsCredentials>;
   /** Headers for the signed WebSocket upgrade of `streamUrl`. */
   signStreamUrl(streamUrl: string): Promise<Record<string, string>>;
+  /** Where the next StartSession's stream URL is expected (origin), to connect there meanwhile. */
+  expectedStreamOrigin?(): string | undefined;
   /** True when the SSM endpoint is on this machine (the simulator): plain ws:// is then acceptable. */
   readonly loopbackEndpoint: boolean;
   destroy(): void;
@@ -116,6 +119,14 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
     return clientPromise;
   };
   const fixFor = (e: unknown) => classifyAwsError(e, t.profile, { region: t.region, endpoint });
+  let lastStreamOrigin: string | undefined;
+  const remember = (streamUrl: string) => {
+    try {
+      lastStreamOrigin = new URL(streamUrl).origin;
+    } catch {
+      // StartSession's own check refuses a bad URL; nothing to remember.
+    }
+  };
   const timeoutMs = t.callTimeoutMs ?? AWS_CALL_TIMEOUT_MS;
   /** Runs one SDK call with an abort deadline; the SDK's own retries happen inside it. */
   const bounded = async <T>(step: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> => {
@@ -163,6 +174,7 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
         if (!out.SessionId || !out.TokenValue || !out.StreamUrl) {
           throw new TunnelError('AWS_ERROR', 'StartSession returned no SessionId, TokenValue or StreamUrl');
         }
+        remember(out.StreamUrl);
         return { sessionId: out.SessionId, tokenValue: out.TokenValue, streamUrl: out.StreamUrl };
       } catch (e) {
         throw fixFor(e);
@@ -236,6 +248,7 @@ export function createSsmGateway(t: AwsTarget): SsmGateway {
         throw fixFor(e);
       }
     },
+    expectedStreamOrigin: () => expectedStreamOrigin(lastStreamOrigin, t.region, endpoint !== undefined),
     async signStreamUrl(streamUrl) {
       const url = new URL(streamUrl);
       if (PRESIGNED_KEYS.some((k) => url.searchParams.has(k))) return {};

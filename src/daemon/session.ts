@@ -4,6 +4,7 @@
  * ResumeSession while every sequence number and buffer carries over (SPEC 11.2).
  */
 import { randomUUID } from 'node:crypto';
+import type { ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { DataChannel, type DataChannelStats, RESEND_TICK_MS } from '../protocol/data-channel.js';
 import type { ProtocolError } from '../protocol/errors.js';
@@ -12,6 +13,7 @@ import { PortSession, type PortSessionInfo } from '../protocol/port-session.js';
 import type { SessionTokens, SsmGateway } from './aws.js';
 import { TunnelError } from './errors.js';
 import { RateLimitedLog } from './log-limit.js';
+import { PreConnection } from './preconnect.js';
 import { Transport } from './transport.js';
 
 export const HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -49,6 +51,8 @@ export interface SessionOptions {
   handlers: SessionHandlers;
   clientVersion?: string;
   handshakeTimeoutMs?: number;
+  /** TLS options of the pre-connection (tests with a CA of their own); ws's own dial uses the defaults. */
+  preconnectTls?: Pick<ConnectionOptions, 'ca'>;
   maxReconnectMs?: number;
   pingIntervalMs?: number;
   deadAfterMs?: number;
@@ -82,6 +86,8 @@ export interface OpenTimings {
   startSessionMs: number;
   connectMs: number;
   handshakeMs: number;
+  /** The upgrade went over a connection made while StartSession was on the wire. */
+  preconnected?: boolean;
 }
 
 export class ClientSession {
@@ -168,20 +174,29 @@ export class ClientSession {
   /** StartSession, connect and complete the handshake. Rejects with a TunnelError on any failure. */
   static async start(opts: SessionOptions): Promise<ClientSession> {
     const t0 = performance.now();
-    const tokens = await opts.aws.startSession(opts.target, opts.documentName, opts.parameters);
+    const origin = opts.aws.expectedStreamOrigin?.();
+    const pre = origin ? new PreConnection(origin, opts.preconnectTls) : undefined;
+    let tokens: SessionTokens;
+    try {
+      tokens = await opts.aws.startSession(opts.target, opts.documentName, opts.parameters);
+    } catch (e) {
+      pre?.dispose();
+      throw e;
+    }
     const session = new ClientSession(opts, tokens);
     session.openTimings.startSessionMs = performance.now() - t0;
     try {
-      await session.connectFirst();
+      await session.connectFirst(pre);
       return session;
     } catch (e) {
+      pre?.dispose();
       session.finish(e as TunnelError, false);
       await opts.aws.terminateSession(tokens.sessionId).catch(() => {});
       throw e;
     }
   }
 
-  private async connectFirst(): Promise<void> {
+  private async connectFirst(pre: PreConnection | undefined): Promise<void> {
     const url = new URL(this.tokens.streamUrl);
     if (url.protocol !== 'wss:' && !(url.protocol === 'ws:' && this.opts.aws.loopbackEndpoint)) {
       throw new TunnelError(
@@ -204,7 +219,7 @@ export class ClientSession {
     );
     try {
       const t0 = performance.now();
-      await this.connect(this.tokens.tokenValue);
+      await this.connect(this.tokens.tokenValue, pre);
       const t1 = performance.now();
       this.openTimings.connectMs = t1 - t0;
       this.tickTimer = setInterval(() => this.tick(), RESEND_TICK_MS);
@@ -220,10 +235,13 @@ export class ClientSession {
     return this.opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
   }
 
-  private async connect(token: string): Promise<void> {
+  private async connect(token: string, pre?: PreConnection): Promise<void> {
     const headers = await this.opts.aws.signStreamUrl(this.tokens.streamUrl);
+    const socket = pre?.take(this.tokens.streamUrl);
+    if (socket) this.openTimings.preconnected = true;
     const transport = await Transport.connect({
       streamUrl: this.tokens.streamUrl,
+      socket,
       token,
       clientId: this.clientId,
       clientVersion: this.opts.clientVersion ?? CLIENT_VERSION,
@@ -293,9 +311,12 @@ export class ClientSession {
     let delay = RECONNECT_INITIAL_MS + Math.floor(Math.random() * 100);
     let lastError = reason;
     for (let attempt = 0; !this.ended && Date.now() < deadline; attempt++) {
+      // Same stream URL (SPEC 11.2): its connection is made while ResumeSession is on the wire.
+      const pre = new PreConnection(new URL(this.tokens.streamUrl).origin, this.opts.preconnectTls);
       try {
         const tokens = await this.opts.aws.resumeSession(this.sessionId);
         if (!tokens) {
+          pre.dispose();
           this.finish(
             new TunnelError(
               'SESSION_TIMED_OUT',
@@ -304,14 +325,18 @@ export class ClientSession {
           );
           return;
         }
-        if (this.ended) return;
-        await this.connect(tokens.tokenValue);
+        if (this.ended) {
+          pre.dispose();
+          return;
+        }
+        await this.connect(tokens.tokenValue, pre);
         this.port.reconnected(Date.now());
         this.reconnects++;
         this.opts.logger.info({ attempt }, 'data channel resumed');
         this.opts.handlers.reconnected();
         return;
       } catch (e) {
+        pre.dispose();
         lastError = (e as Error).message;
         const code = (e as TunnelError).code;
         // Credentials problems won't fix themselves by retrying; the user must act.

@@ -4,6 +4,7 @@
  * is simply reported, and the session decides whether to resume.
  */
 import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
 import type WebSocket from 'ws';
 import { buildOpenDataChannel } from '../protocol/payloads.js';
 import { sendBatched, zeroMask } from '../shared/batched-write.js';
@@ -21,6 +22,8 @@ export interface TransportOptions {
   clientVersion: string;
   /** Signed upgrade headers (SPEC 3.2). */
   headers: Record<string, string>;
+  /** A socket already connected to the stream URL's host (preconnect.ts), used for the upgrade. */
+  socket?: Socket;
   pingIntervalMs?: number;
   deadAfterMs?: number;
   onFrame: (frame: Buffer) => void;
@@ -67,6 +70,7 @@ export class Transport {
         headers: opts.headers,
         handshakeTimeout: OPEN_TIMEOUT_MS,
         maxPayload: 16 * 1024 * 1024,
+        ...(opts.socket && { createConnection: () => opts.socket as Socket }),
       });
       const t = new Transport(ws, opts);
       const onOpenError = (err: Error) => {

@@ -52,6 +52,8 @@ export interface TunnelStatus {
     connectMs: number;
     handshakeMs: number;
     totalMs: number;
+    /** The upgrade used a connection made while StartSession was on the wire (preconnect.ts). */
+    preconnected: boolean;
     at: string;
   };
   lastError?: { code: string; message: string; fix?: string; at: string };

@@ -284,6 +284,7 @@ export class Tunnel {
         connectMs: ms(o.connectMs),
         handshakeMs: ms(o.handshakeMs),
         totalMs: ms(performance.now() - t0),
+        preconnected: o.preconnected ?? false,
         at: this.openedAt,
       };
       this.log.info({ sessionId: session.sessionId, mode: session.info.mode, target }, 'session open');

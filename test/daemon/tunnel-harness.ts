@@ -48,12 +48,16 @@ export async function startTunnel(
     },
     source: { file: '<test>', line: 0 },
   };
+  // One gateway for the tunnel's life, as the manager keeps one per identity and endpoint.
+  let gateway: ReturnType<typeof createSsmGateway> | undefined;
   const tunnel = new Tunnel(config, {
-    gateway: (t) =>
-      createSsmGateway({
+    gateway: (t) => {
+      gateway ??= createSsmGateway({
         ...t,
         credentials: { accessKeyId: sim.accessKeyId, secretAccessKey: sim.secretAccessKey },
-      }),
+      });
+      return gateway;
+    },
     logger,
     ...opts.deps,
   });

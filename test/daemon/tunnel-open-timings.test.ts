@@ -10,7 +10,7 @@ import { type Simulator, startSimulator } from '../../src/sim/index.js';
 import { connect, readExactly, startEchoServer, type TcpServerHandle } from '../helpers/net.js';
 import { BASTION, startTunnel } from './tunnel-harness.js';
 
-const RTT = 40;
+const RTT = 80;
 let sim: Simulator;
 let echo: TcpServerHandle;
 let tunnel: Tunnel | undefined;
@@ -26,28 +26,43 @@ afterAll(async () => {
   await sim?.close();
 });
 
+async function pingThrough(port: number): Promise<void> {
+  const sock = await connect(port);
+  try {
+    sock.write('ping');
+    expect((await readExactly(sock, 4)).toString()).toBe('ping');
+  } finally {
+    sock.destroy();
+  }
+}
+
 describe('lastOpen in the status', () => {
-  it('reports StartSession, the WebSocket and the handshake, each at least its round trips', async () => {
+  it('reports StartSession, the WebSocket and the handshake, each at least its round trips; the next open connects ahead', async () => {
     const started = await startTunnel(sim, { target: BASTION, remotePort: echo.port });
     tunnel = started.tunnel;
     expect(tunnel.status().lastOpen).toBeUndefined();
-    const sock = await connect(started.port);
-    try {
-      sock.write('ping');
-      expect((await readExactly(sock, 4)).toString()).toBe('ping');
-    } finally {
-      sock.destroy();
-    }
-    const o = tunnel.status().lastOpen;
-    expect(o).toBeDefined();
-    if (!o) return;
-    expect(o.targetMs).toBeLessThan(RTT); // an instance id: no lookup
-    expect(o.startSessionMs).toBeGreaterThanOrEqual(RTT);
-    expect(o.connectMs).toBeGreaterThanOrEqual(RTT);
-    expect(o.handshakeMs).toBeGreaterThanOrEqual(2 * RTT);
-    expect(o.totalMs + 0.5).toBeGreaterThanOrEqual(
-      o.targetMs + o.startSessionMs + o.connectMs + o.handshakeMs,
+    await pingThrough(started.port);
+    const first = tunnel.status().lastOpen;
+    expect(first).toBeDefined();
+    if (!first) return;
+    expect(first.targetMs).toBeLessThan(RTT); // an instance id: no lookup
+    expect(first.startSessionMs).toBeGreaterThanOrEqual(RTT);
+    // A simulator endpoint promises no stream host: the first upgrade dials (handshake) then asks.
+    expect(first.preconnected).toBe(false);
+    expect(first.connectMs).toBeGreaterThanOrEqual(2 * RTT);
+    expect(first.handshakeMs).toBeGreaterThanOrEqual(2 * RTT);
+    expect(first.totalMs + 0.5).toBeGreaterThanOrEqual(
+      first.targetMs + first.startSessionMs + first.connectMs + first.handshakeMs,
     );
-    expect(Date.parse(o.at)).toBeGreaterThan(0);
+    expect(Date.parse(first.at)).toBeGreaterThan(0);
+
+    // The next session's stream host is known: its TCP handshake overlaps StartSession.
+    await tunnel.closeSession();
+    await pingThrough(started.port);
+    const second = tunnel.status().lastOpen;
+    expect(second?.at).not.toBe(first.at);
+    expect(second?.preconnected).toBe(true);
+    expect(second?.connectMs).toBeGreaterThanOrEqual(RTT);
+    expect(second?.connectMs).toBeLessThan(first.connectMs - RTT / 2);
   });
 });

@@ -194,7 +194,9 @@ export function forward(relay: Relay, to: FaultSide, frame: Buffer): void {
     if (relay.forAgent.push(frame)) s.queueDroppedForAgent++;
     return;
   }
-  if (relay.down) relay.down.send(frame.length, () => toClient(relay, frame));
+  // The service holds what it has for an absent client on its own side: it cannot send before a
+  // client's OpenDataChannel told it where, so a queued frame crosses the WAN only after that.
+  if (relay.down && isOpen(relay.client)) relay.down.send(frame.length, () => toClient(relay, frame));
   else toClient(relay, frame);
 }
 
