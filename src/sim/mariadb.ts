@@ -1,11 +1,12 @@
 // Throw-away MariaDB servers (for the MySQL end-to-end tests): mariadb-install-db into a temp dir, one mariadbd
 // listening on 127.0.0.1 only, no durability, torn down by stop(), on process exit, or by a watchdog if the process dies.
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './net.js';
+import { type StopCommand, ThrowawayGuard } from './throwaway.js';
 
 export interface MariaDb {
   host: '127.0.0.1';
@@ -76,61 +77,17 @@ function run(file: string, args: string[]): Promise<string> {
   });
 }
 
-interface Live {
-  dir: string;
-  server?: ChildProcess;
-  watchdog?: ChildProcess;
-}
-const live = new Set<Live>();
-let exitHookInstalled = false;
-
-function killPid(pid: number | undefined, group = false): void {
+function killPid(pid: number | undefined): void {
   if (!pid) return;
   try {
-    process.kill(group ? -pid : pid, 'SIGKILL');
+    process.kill(pid, 'SIGKILL');
   } catch {
     // already gone
   }
 }
 
-function stopSync(l: Live): void {
-  killPid(l.watchdog?.pid, true);
-  killPid(l.server?.pid);
-  try {
-    rmSync(l.dir, { recursive: true, force: true });
-  } catch {
-    // best effort
-  }
-}
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const l of live) stopSync(l);
-    live.clear();
-  });
-}
-
-/** A detached shell that kills the server and removes its dir once this process is gone (even by SIGKILL). */
-function startWatchdog(l: Live, serverPid: number): void {
-  const script =
-    'pid=$1; spid=$2; dir=$3; ' +
-    'while kill -0 "$pid" 2>/dev/null; do sleep 1; done; ' +
-    'kill -9 "$spid" 2>/dev/null; rm -rf "$dir"';
-  const child = spawn(
-    'sh',
-    ['-c', script, 'ssmtun-mariadb-watchdog', String(process.pid), String(serverPid), l.dir],
-    {
-      detached: true,
-      stdio: 'ignore',
-      cwd: os.tmpdir(),
-    },
-  );
-  child.on('error', () => {});
-  child.unref();
-  l.watchdog = child;
-}
+/** SIGKILL from outside (the exit hook, the watchdog): nothing here needs durability. */
+const killCommand = (pid: number): StopCommand => ['sh', ['-c', 'kill -9 "$1"', 'sh', String(pid)]];
 
 /** Resolves once mariadbd says it is ready; rejects with its output if it exits first. */
 function waitReady(server: ChildProcess): Promise<void> {
@@ -168,13 +125,12 @@ export async function startMariaDb(): Promise<MariaDb> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ssmtun-mdb-'));
   const dataDir = path.join(dir, 'data');
   const socket = path.join(dir, 'sock');
-  const l: Live = { dir };
-  installExitHook();
-  live.add(l);
+  const guard = new ThrowawayGuard('ssmtun-mariadb-watchdog', dir);
+  let current: ChildProcess | undefined;
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      const server = l.server;
+      const server = current;
       if (server && server.exitCode === null && server.signalCode === null) {
         // The server is unref'd once ready: hold the event loop until it has really gone.
         server.ref();
@@ -184,8 +140,7 @@ export async function startMariaDb(): Promise<MariaDb> {
       }
       await rm(dir, { recursive: true, force: true });
       // Only now: until here the exit hook and the watchdog still clean up if this process dies.
-      live.delete(l);
-      killPid(l.watchdog?.pid, true);
+      guard.release();
     })();
     return stopping;
   };
@@ -221,8 +176,8 @@ export async function startMariaDb(): Promise<MariaDb> {
         ],
         { stdio: ['ignore', 'ignore', 'pipe'], cwd: os.tmpdir(), env: cleanEnv() },
       );
-      l.server = server;
-      if (server.pid) startWatchdog(l, server.pid);
+      current = server;
+      if (server.pid) guard.watch(killCommand(server.pid));
       try {
         await waitReady(server);
         // Keep draining its log so it never blocks on a full pipe, without keeping this process alive.
@@ -231,7 +186,7 @@ export async function startMariaDb(): Promise<MariaDb> {
         server.unref();
         break;
       } catch (err) {
-        killPid(l.watchdog?.pid, true);
+        guard.unwatch();
         const inUse = /Address already in use|Bind on TCP\/IP port/i.test(
           String((err as { out?: string }).out),
         );

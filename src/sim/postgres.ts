@@ -1,11 +1,12 @@
 // Throw-away PostgreSQL clusters (for the demo, the benchmarks and the end-to-end tests): initdb into a temp dir, listen on 127.0.0.1 only,
 // no durability (fsync off), torn down by stop(), on process exit, or by a watchdog if the process dies.
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import { chownSync, existsSync, readdirSync, rmSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { chownSync, existsSync, readdirSync } from 'node:fs';
 import { chown, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './net.js';
+import { type StopCommand, ThrowawayGuard } from './throwaway.js';
 
 export interface PgCluster {
   host: '127.0.0.1';
@@ -140,73 +141,9 @@ function run(
   });
 }
 
-interface Live {
-  dir: string;
-  binDir: string;
-  watchdog?: ChildProcess;
-}
-const live = new Set<Live>();
-let exitHookInstalled = false;
-
-function killWatchdog(l: Live): void {
-  const pid = l.watchdog?.pid;
-  l.watchdog = undefined;
-  if (!pid) return;
-  try {
-    process.kill(-pid, 'SIGKILL'); // its own process group: the shell and its `sleep`
-  } catch {
-    // already gone
-  }
-}
-
-/** pg_ctl stop -m immediate for this cluster, as [file, args] (run as postgres when we are root). */
-function stopCommand(l: Live): ReturnType<typeof serverCommand> {
-  return serverCommand(path.join(l.binDir, 'pg_ctl'), ['stop', '-D', l.dir, '-m', 'immediate', '-w']);
-}
-
-function stopSync(l: Live): void {
-  killWatchdog(l);
-  try {
-    const [file, args] = stopCommand(l);
-    execFileSync(file, args, { stdio: 'ignore', cwd: os.tmpdir(), timeout: 15_000, env: cleanEnv() });
-  } catch {
-    // not running
-  }
-  try {
-    rmSync(l.dir, { recursive: true, force: true });
-  } catch {
-    // best effort
-  }
-}
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const l of live) stopSync(l);
-    live.clear();
-  });
-}
-
-/**
- * A detached shell that waits for this process to die (even by SIGKILL, where no 'exit' hook runs) and then
- * stops the cluster and removes its dir. stop() kills it.
- */
-function startWatchdog(l: Live): void {
-  const [file, args] = stopCommand(l);
-  const script =
-    'pid=$1; dir=$2; shift 2; ' +
-    'while kill -0 "$pid" 2>/dev/null; do sleep 1; done; ' +
-    '"$@" >/dev/null 2>&1; rm -rf "$dir"';
-  const child = spawn('sh', ['-c', script, 'ssmtun-pg-watchdog', String(process.pid), l.dir, file, ...args], {
-    detached: true,
-    stdio: 'ignore',
-    cwd: os.tmpdir(),
-    env: cleanEnv(),
-  });
-  child.on('error', () => {}); // best effort
-  child.unref();
-  l.watchdog = child;
+/** pg_ctl stop -m immediate for this cluster (run as postgres when we are root). */
+function stopCommand(binDir: string, dir: string): StopCommand {
+  return serverCommand(path.join(binDir, 'pg_ctl'), ['stop', '-D', dir, '-m', 'immediate', '-w']);
 }
 
 async function fileSize(p: string): Promise<number> {
@@ -236,15 +173,12 @@ export async function startPostgres(opts: { maxConnections?: number } = {}): Pro
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ssmtun-pg-'));
   const socketDir = path.join(dir, 'sock');
   const logFile = path.join(dir, 'log');
-  const l: Live = { dir, binDir };
-  installExitHook();
-  live.add(l);
+  const guard = new ThrowawayGuard('ssmtun-pg-watchdog', dir, cleanEnv());
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      live.delete(l);
-      killWatchdog(l);
-      const [file, args] = stopCommand(l);
+      guard.release();
+      const [file, args] = stopCommand(binDir, dir);
       await run(file, args, { cwd: os.tmpdir() }).catch(() => {});
       await rm(dir, { recursive: true, force: true });
     })();
@@ -253,7 +187,7 @@ export async function startPostgres(opts: { maxConnections?: number } = {}): Pro
 
   try {
     if (owner) chownSync(dir, owner.uid, owner.gid);
-    startWatchdog(l);
+    guard.watch(stopCommand(binDir, dir));
 
     const [initFile, initArgs] = serverCommand(path.join(binDir, 'initdb'), [
       '-D',
