@@ -14,20 +14,12 @@ import type { Logger } from 'pino';
 import type { TunnelConfig } from './config.js';
 import { closeAll, listenAll } from './listeners.js';
 import { Tunnel, type TunnelDeps, type TunnelState, type TunnelStatus } from './tunnel.js';
+import type { PoolMemberStatus } from './tunnel-status.js';
 
 /** What the manager needs of a tunnel, pooled or not. */
 export type TunnelLike = Pick<Tunnel, 'config' | 'start' | 'stop' | 'status' | 'open' | 'closeSession'> & {
   listenRetry: TunnelStatus['listenRetry'];
 };
-
-export interface PoolMemberStatus {
-  member: number;
-  state: TunnelState;
-  sessionId?: string;
-  mode?: 'mux' | 'basic';
-  connections: number;
-  waiting: number;
-}
 
 /** A plain tunnel for `sessions = 1` (exactly as before pools), a pool above. */
 export function createTunnel(config: TunnelConfig, deps: TunnelDeps): TunnelLike {

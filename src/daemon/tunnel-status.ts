@@ -12,6 +12,15 @@ export type TunnelState =
   | 'error'
   | 'stopped';
 
+export interface PoolMemberStatus {
+  member: number;
+  state: TunnelState;
+  sessionId?: string;
+  mode?: 'mux' | 'basic';
+  connections: number;
+  waiting: number;
+}
+
 export interface TunnelStatus {
   name: string;
   state: TunnelState;
@@ -62,14 +71,7 @@ export interface TunnelStatus {
   /** `auth = "iam"`: logins through the PostgreSQL front, failures by reason, cancels. */
   logins?: PgFrontStats;
   /** `sessions = N` > 1: the pool's members, each with its session and connections. */
-  sessions?: Array<{
-    member: number;
-    state: TunnelState;
-    sessionId?: string;
-    mode?: 'mux' | 'basic';
-    connections: number;
-    waiting: number;
-  }>;
+  sessions?: PoolMemberStatus[];
   poolSize?: number;
 }
 

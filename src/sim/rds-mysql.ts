@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { type Logger, pino } from 'pino';
+import { pino } from 'pino';
 import {
   CLIENT,
   type ErrPacket,
@@ -42,25 +42,11 @@ import {
   SERVER_STATUS_AUTOCOMMIT,
 } from '../shared/mysql-wire.js';
 import { startLoopbackServer } from './loopback-server.js';
-import type { RdsFront, RdsFrontStats, RdsRefusalReason } from './rds.js';
+import type { RdsEndpointOptions, RdsFront, RdsFrontStats, RdsRefusalReason } from './rds.js';
 import { verifyRdsToken } from './rds-token.js';
-import type { SimCredential } from './sigv4.js';
 
-export interface RdsMysqlFrontOptions {
-  /** The RDS DNS name (certificate name, and the host tokens must be signed for). */
-  host: string;
-  /** The advertised port (3306) tokens must be signed for. */
-  port: number;
-  region: string;
-  /** The real MariaDB/MySQL behind the front; users log in there with an empty password. */
-  upstream: { host: string; port: number };
-  credentials: readonly SimCredential[];
-  tls: { cert: string; key: string };
-  now?: () => number;
-  /** Connections still not logged in after this long are closed (MySQL connect_timeout: 10 s). */
-  authTimeoutMs?: number;
-  logger?: Logger;
-}
+/** authTimeoutMs defaults to MySQL's connect_timeout (10 s). */
+export type RdsMysqlFrontOptions = RdsEndpointOptions;
 
 /** What Aurora MySQL 3 announces. */
 export const RDS_MYSQL_SERVER_VERSION = '8.0.mysql_aurora.3.05.2';

@@ -28,24 +28,28 @@ import { startLoopbackServer } from './loopback-server.js';
 import { type RdsTokenRefusal, verifyRdsToken } from './rds-token.js';
 import type { SimCredential } from './sigv4.js';
 
-export interface RdsFrontOptions {
+/** What both simulated RDS fronts (PostgreSQL here, MySQL in rds-mysql.ts) are given. */
+export interface RdsEndpointOptions {
   /** The RDS DNS name (certificate name, and the host tokens must be signed for). */
   host: string;
-  /** The advertised port tokens must be signed for (5432), not the loopback port the front listens on. */
+  /** The advertised port tokens must be signed for (5432, 3306), not the loopback port the front listens on. */
   port: number;
   region: string;
-  /** The real PostgreSQL behind the front; it must trust connections from 127.0.0.1. */
+  /** The real database behind the front; it must let 127.0.0.1 in without a password. */
   upstream: { host: string; port: number };
   credentials: readonly SimCredential[];
   /** PEM certificate for `host` and its key. */
   tls: { cert: string; key: string };
-  /** Users without rds_iam: offered SCRAM-SHA-256, never accepted. */
-  passwordUsers?: readonly string[];
   /** Clock for token expiry (epoch ms). */
   now?: () => number;
-  /** Connections still not logged in after this long are closed (PostgreSQL authentication_timeout: 60 s). */
+  /** Connections still not logged in after this long are closed (the engine's own login timeout). */
   authTimeoutMs?: number;
   logger?: Logger;
+}
+
+export interface RdsFrontOptions extends RdsEndpointOptions {
+  /** Users without rds_iam: offered SCRAM-SHA-256, never accepted. */
+  passwordUsers?: readonly string[];
 }
 
 /** Token refusals, plus: a role without rds_iam, no user in the startup packet, bytes that break the protocol, upstream unreachable. */
