@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_BEGIN } from '../../src/daemon/pgpass.js';
 import { freePort } from '../helpers/net.js';
-import { type PgCluster, pgTool, startPostgres } from '../helpers/postgres.js';
+import { type PgCluster, pgTool, seedOrders, startPostgres } from '../helpers/postgres.js';
 import {
   type DaemonProcess,
   runCli,
@@ -80,16 +80,7 @@ describe('database login through a tunnel to a simulated RDS', () => {
 
   beforeAll(async () => {
     pg = await startPostgres({ maxConnections: 40 });
-    await pg.psql('create role app_readonly login');
-    await pg.psql('create database orders');
-    await new Promise<void>((resolve, reject) =>
-      execFile(pgTool('pgbench'), ['-i', '-s', '1', '-q', 'orders'], { env: pg.env() }, (e) =>
-        e ? reject(e) : resolve(),
-      ),
-    );
-    await pg.psql('grant select on all tables in schema public to app_readonly', {
-      extraEnv: { PGDATABASE: 'orders' },
-    });
+    await seedOrders(pg);
     sim = await startSimProcess(['--no-pacing', '--rds', `orders=127.0.0.1:${pg.port}`]);
     db = sim.databases![0];
     localPort = await freePort();

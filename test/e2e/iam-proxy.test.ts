@@ -9,7 +9,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/net.js';
-import { type PgCluster, pgTool, startPostgres } from '../helpers/postgres.js';
+import { type PgCluster, pgTool, seedOrders, startPostgres } from '../helpers/postgres.js';
 import {
   type DaemonProcess,
   runCli,
@@ -53,17 +53,7 @@ describe('auth = "iam": a passwordless local PostgreSQL port', () => {
 
   beforeAll(async () => {
     cluster = await startPostgres({ maxConnections: 60 });
-    await cluster.psql('create role app_readonly login');
-    await cluster.psql('create role reporting login');
-    await cluster.psql('create database orders');
-    await new Promise<void>((resolve, reject) =>
-      execFile(pgTool('pgbench'), ['-i', '-s', '1', '-q', 'orders'], { env: cluster.env() }, (e) =>
-        e ? reject(e) : resolve(),
-      ),
-    );
-    await cluster.psql('grant select on all tables in schema public to app_readonly', {
-      extraEnv: { PGDATABASE: 'orders' },
-    });
+    await seedOrders(cluster, ['reporting']);
     sim = await startSimProcess(['--no-pacing', '--rds', `orders=127.0.0.1:${cluster.port}`]);
     const db = sim.databases![0];
     port = await freePort();

@@ -21,6 +21,18 @@ function chunks(n: number, seed: number): Buffer[] {
 
 const concat = (b: Buffer[]) => Buffer.concat(b).toString('latin1');
 
+/** An agent's ack of our message `seq`, as raw frame bytes. */
+const ack = (seq: number) =>
+  encodeMessage({
+    messageType: MessageType.Acknowledge,
+    sequenceNumber: 0,
+    flags: 3,
+    payloadType: 0,
+    payload: Buffer.from(
+      `{"AcknowledgedMessageType":"input_stream_data","AcknowledgedMessageId":"00000000-0000-4000-8000-000000000000","AcknowledgedMessageSequenceNumber":${seq},"IsSequentialMessage":true}`,
+    ),
+  });
+
 describe('data channel over a lossy link', () => {
   it('delivers everything in order on a clean link, one ack per message', () => {
     const out = chunks(200, 1);
@@ -142,16 +154,6 @@ describe('data channel rules', () => {
         flags: 0,
         payloadType,
         payload: Buffer.from(`m${seq}`),
-      });
-    const ack = (seq: number) =>
-      encodeMessage({
-        messageType: MessageType.Acknowledge,
-        sequenceNumber: 0,
-        flags: 3,
-        payloadType: 0,
-        payload: Buffer.from(
-          `{"AcknowledgedMessageType":"input_stream_data","AcknowledgedMessageId":"00000000-0000-4000-8000-000000000000","AcknowledgedMessageSequenceNumber":${seq},"IsSequentialMessage":true}`,
-        ),
       });
     return {
       ch,
@@ -487,16 +489,6 @@ describe('loss recovery (issue 14)', () => {
       ch.sendStream(PayloadType.Output, Buffer.from(`m${i}`));
       now += 10;
     }
-    const ack = (seq: number) =>
-      encodeMessage({
-        messageType: MessageType.Acknowledge,
-        sequenceNumber: 0,
-        flags: 3,
-        payloadType: 0,
-        payload: Buffer.from(
-          `{"AcknowledgedMessageType":"input_stream_data","AcknowledgedMessageId":"00000000-0000-4000-8000-000000000000","AcknowledgedMessageSequenceNumber":${seq},"IsSequentialMessage":true}`,
-        ),
-      });
     sent.length = 0;
     // 2, 4 and 6 were lost; everything else is acked (in order, as one WebSocket delivers them).
     for (const s of [0, 1, 3, 5, 7, 8, 9]) ch.receive(ack(s));
