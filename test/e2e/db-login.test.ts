@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_BEGIN } from '../../src/daemon/pgpass.js';
 import { freePort } from '../helpers/net.js';
 import { type PgCluster, pgTool, seedOrders, startPostgres } from '../helpers/postgres.js';
+import { runTool, type ToolResult } from '../helpers/run.js';
 import {
   type DaemonProcess,
   runCli,
@@ -29,25 +30,10 @@ interface Db {
   caFile: string;
 }
 
-function psql(
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      pgTool('psql'),
-      ['-X', '-w', ...args],
-      {
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, PGCONNECT_TIMEOUT: '10', ...env },
-        timeout: 30_000,
-      },
-      (err, stdout, stderr) =>
-        resolve({
-          code: err ? Number((err as { code?: number }).code ?? 1) : 0,
-          stdout: stdout.trim(),
-          stderr,
-        }),
-    );
+function psql(args: string[], env: NodeJS.ProcessEnv): Promise<ToolResult> {
+  return runTool(pgTool('psql'), ['-X', '-w', ...args], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, PGCONNECT_TIMEOUT: '10', ...env },
+    timeout: 30_000,
   });
 }
 

@@ -10,6 +10,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/net.js';
 import { type PgCluster, pgTool, seedOrders, startPostgres } from '../helpers/postgres.js';
+import { runTool, type ToolResult } from '../helpers/run.js';
 import {
   type DaemonProcess,
   runCli,
@@ -20,24 +21,13 @@ import {
 
 for (const k of Object.keys(process.env)) if (k.startsWith('PG')) delete process.env[k];
 
-function psql(
-  args: string[],
-  opts: { user?: string; env?: NodeJS.ProcessEnv } = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
+function psql(args: string[], opts: { user?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ToolResult> {
   const psqlArgv = [pgTool('psql'), '-X', '-w', ...args];
   const [cmd, ...argv] = opts.user ? ['runuser', '-u', opts.user, '--', ...psqlArgv] : psqlArgv;
-  return new Promise((resolve) => {
-    execFile(
-      cmd,
-      argv,
-      { env: { PATH: process.env.PATH, PGCONNECT_TIMEOUT: '10', ...opts.env }, timeout: 30_000, cwd: '/' },
-      (err, stdout, stderr) =>
-        resolve({
-          code: err ? Number((err as { code?: number }).code ?? 1) : 0,
-          stdout: stdout.trim(),
-          stderr,
-        }),
-    );
+  return runTool(cmd, argv, {
+    env: { PATH: process.env.PATH, PGCONNECT_TIMEOUT: '10', ...opts.env },
+    timeout: 30_000,
+    cwd: '/',
   });
 }
 

@@ -4,11 +4,11 @@
  * `engine = "mysql"` tunnel, the real ssmtun CLI and the real mariadb client. The simulated RDS accepts
  * nothing but a valid token over TLS.
  */
-import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MariaDb, mariadbAvailable, startMariaDb } from '../../src/sim/mariadb.js';
 import { freePort } from '../helpers/net.js';
+import { runTool } from '../helpers/run.js';
 import {
   type DaemonProcess,
   runCli,
@@ -118,33 +118,25 @@ run('MySQL login through a tunnel to a simulated RDS MySQL (real MariaDB)', () =
     );
     // The same settings by hand, the way a user would export them (MYSQL_HOST is read by mysql only when
     // --host is absent; MariaDB's client takes the port from MYSQL_TCP_PORT and the password from MYSQL_PWD).
-    const out = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        mdb.client,
-        [
-          '--no-defaults',
-          '--protocol=tcp',
-          `--host=${env.MYSQL_HOST}`,
-          '--ssl',
-          `--ssl-ca=${db.caFile}`,
-          '--user=app',
-          '-N',
-          '-B',
-          '-e',
-          'select current_user()',
-        ],
-        {
-          env: { PATH: process.env.PATH, MYSQL_TCP_PORT: env.MYSQL_TCP_PORT, MYSQL_PWD: env.MYSQL_PWD },
-          timeout: 30_000,
-        },
-        (err, stdout, stderr) =>
-          resolve({
-            code: err ? Number((err as { code?: number }).code ?? 1) : 0,
-            stdout: stdout.trim(),
-            stderr,
-          }),
-      );
-    });
+    const out = await runTool(
+      mdb.client,
+      [
+        '--no-defaults',
+        '--protocol=tcp',
+        `--host=${env.MYSQL_HOST}`,
+        '--ssl',
+        `--ssl-ca=${db.caFile}`,
+        '--user=app',
+        '-N',
+        '-B',
+        '-e',
+        'select current_user()',
+      ],
+      {
+        env: { PATH: process.env.PATH, MYSQL_TCP_PORT: env.MYSQL_TCP_PORT, MYSQL_PWD: env.MYSQL_PWD },
+        timeout: 30_000,
+      },
+    );
     expect(out.stderr).toBe('');
     expect(out.stdout).toBe('app@%');
   });

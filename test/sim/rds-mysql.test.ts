@@ -3,7 +3,7 @@
  * and the real `mariadb` client doing TLS with --ssl-ca and the mysql_clear_password exchange with IAM
  * tokens minted by @aws-sdk/rds-signer.
  */
-import { type ChildProcess, execFile } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -31,6 +31,7 @@ import {
 } from '../../src/sim/index.js';
 import { type MariaDb, mariadbAvailable, startMariaDb } from '../../src/sim/mariadb.js';
 import { createSimCa } from '../../src/sim/tls-ca.js';
+import { runTool, type ToolResult } from '../helpers/run.js';
 
 // Without MariaDB on a developer machine the suite is skipped; under CI it must run (and fail if missing).
 const run = mariadbAvailable() || process.env.CI ? describe : describe.skip;
@@ -72,11 +73,7 @@ const CLIENT_CAPS =
   CLIENT.PLUGIN_AUTH_LENENC_CLIENT_DATA |
   CLIENT.TRANSACTIONS;
 
-interface ClientResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+type ClientResult = ToolResult;
 
 run('simulated RDS MySQL front (real mariadb client, real MariaDB)', () => {
   let mdb: MariaDb;
@@ -118,17 +115,7 @@ run('simulated RDS MySQL front (real mariadb client, real MariaDB)', () => {
       '-B',
       ...args,
     ];
-    return new Promise((resolve) => {
-      const child = execFile(mdb.client, full, { env: { PATH: process.env.PATH } }, (err, stdout, stderr) => {
-        children.delete(child);
-        resolve({
-          code: err ? Number((err as { code?: number }).code ?? 1) : 0,
-          stdout: stdout.trim(),
-          stderr,
-        });
-      });
-      children.add(child);
-    });
+    return runTool(mdb.client, full, { env: { PATH: process.env.PATH } }, children);
   }
 
   it('names the RDS host on port 3306 and the shared CA', () => {
