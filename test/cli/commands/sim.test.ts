@@ -1,4 +1,7 @@
-/** `ssmtun sim --rds NAME=HOST:PORT`: usage errors, and the databases of the announcement line. */
+/**
+ * `ssmtun sim --rds NAME=HOST:PORT`: usage errors, and the databases of the announcement line; and
+ * `--rtt-ms N --jitter-ms N --bandwidth-mbps UP[:DOWN]`: usage errors, and the WAN it sets.
+ */
 import { existsSync, readFileSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -83,5 +86,40 @@ describe('ssmtun sim --rds', () => {
       expect(await done).toBe(0);
     }
     expect(existsSync(info.databases[0].caFile)).toBe(false);
+  });
+});
+
+describe('ssmtun sim WAN flags', () => {
+  it('refuses bad values with a usage error that says what is expected', async () => {
+    expect(await usageError(['--rtt-ms', '1.5'])).toContain('--rtt-ms needs a whole number');
+    expect(await usageError(['--rtt-ms', '70000'])).toContain('--rtt-ms must be between 0 and 60000');
+    expect(await usageError(['--jitter-ms', 'lots'])).toContain('--jitter-ms needs a whole number');
+    const bw = await usageError(['--bandwidth-mbps', '10/20']);
+    expect(bw).toContain('--bandwidth-mbps needs UP or UP:DOWN in Mbit/s, got "10/20"');
+    expect(bw).toContain('usage: ssmtun sim');
+    expect(await usageError(['--bandwidth-mbps', '10:200000'])).toContain('DOWN must be at most 100000');
+  });
+
+  it('starts a simulator with that WAN (DOWN defaults to UP), visible in /_sim/state', async () => {
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    stderr.resume();
+    const ac = new AbortController();
+    const done = simCommand(['--json', '--rtt-ms', '40', '--jitter-ms', '5', '--bandwidth-mbps', '25'], {
+      stdout,
+      stderr,
+      signal: ac.signal,
+    });
+    try {
+      const line = await new Promise<string>((resolve) =>
+        stdout.once('data', (c: Buffer) => resolve(c.toString())),
+      );
+      const { endpoint } = JSON.parse(line) as { endpoint: string };
+      const state = (await (await fetch(`${endpoint}/_sim/state`)).json()) as { wan: { settings: unknown } };
+      expect(state.wan.settings).toEqual({ rttMs: 40, jitterMs: 5, bandwidthMbps: { up: 25, down: 25 } });
+    } finally {
+      ac.abort();
+      expect(await done).toBe(0);
+    }
   });
 });
