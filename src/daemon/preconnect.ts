@@ -41,10 +41,8 @@ export class PreConnection {
       socket.once(secure ? 'secureConnect' : 'connect', () => resolve(true));
       socket.once('close', () => resolve(false));
     });
-    socket.once('error', () => this.dispose());
-    socket.once('close', () => {
-      if (this.socket === socket) this.socket = undefined;
-    });
+    socket.once('error', this.onError);
+    socket.once('close', this.onClose);
     this.socket = socket;
     this.timer = setTimeout(() => this.dispose(), UNUSED_MS);
     this.timer.unref();
@@ -66,11 +64,18 @@ export class PreConnection {
       s.destroy();
       return undefined;
     }
-    // From here the WebSocket owns it, and its own error handling with it.
-    s.removeAllListeners('error');
-    s.removeAllListeners('close');
+    // From here the WebSocket owns it, and its own error handling with it (only ours come off:
+    // the TLS socket has 'close' listeners of its own).
+    s.off('error', this.onError);
+    s.off('close', this.onClose);
     return s;
   }
+
+  private readonly onError = () => this.dispose();
+  private readonly onClose = () => {
+    this.socket = undefined;
+    clearTimeout(this.timer);
+  };
 
   dispose(): void {
     clearTimeout(this.timer);

@@ -116,7 +116,7 @@ export class MuxForwarder {
     st.unsentBytes += chunk.length;
     // The copy loop is inside Write until its frame went: it reads nothing more meanwhile.
     if (st.sock && st.unsentBytes >= SMUX_MAX_FRAME_SIZE) this.dest.hold(st.sock, true);
-    this.refill();
+    // The pump refills from the shaper (refill) and sends.
     this.out.kick();
   }
 
