@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { runAt } from '../gateway/wan.js';
 import { readBody } from '../read-body.js';
 import type { SessionRegistry, SimInstance } from '../sessions.js';
 import { type SigV4ErrorCode, type SimCredential, verifySigV4 } from '../sigv4.js';
@@ -126,7 +127,7 @@ export class SsmApi {
   /** Half the WAN's round trip: the time a request, or its answer, spends on the way. */
   private halfRoundTrip(): Promise<void> {
     const ms = (this.opts.rttMs?.() ?? 0) / 2;
-    return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
+    return ms > 0 ? new Promise((resolve) => runAt(performance.now() + ms, resolve)) : Promise.resolve();
   }
 
   private async process(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -247,7 +248,7 @@ export class SsmApi {
     res.setHeader('date', new Date(this.now()).toUTCString());
     if (isError) res.setHeader('x-amzn-errortype', result.code);
     const ms = (this.opts.rttMs?.() ?? 0) / 2;
-    if (ms > 0) setTimeout(() => res.end(payload, after), ms);
+    if (ms > 0) runAt(performance.now() + ms, () => res.end(payload, after));
     else res.end(payload, after);
   }
 }
