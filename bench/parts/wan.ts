@@ -2,8 +2,9 @@
  * The bench over a WAN (issue 12): the simulator's WAN model set to WAN below (30 ms RTT), the paced
  * agent (the real agent's 1 ms per 1024 bytes), and one daemon per `--sessions` value whose tunnels
  * carry `sessions = N` (written only for N > 1). Figures: download over 1 and 8 connections, upload
- * over 1, `pgbench -S -c 8`, a `pg_dump -j 4`-like parallel read (4 connections, each a quarter of the
- * bytes from the source server), and the lazy open in ms and in RTTs. Direct is a direct TCP
+ * over 1, `pgbench -S -c 8` with the ceiling the agent's read rate puts on it, `pgbench -c 8` with
+ * answers larger than one agent read (RANGE_SCRIPT), a `pg_dump -j 4`-like parallel read (4
+ * connections, each a quarter of the bytes from the source server), and the lazy open in ms and RTTs. Direct is a direct TCP
  * connection with no WAN; the WAN's own ceiling is in the notes; "sessions=N / sessions=1" rows
  * compare the pool with one session, measured in the same runs. Runs once, in the last section.
  */
@@ -54,6 +55,8 @@ interface Figure {
   target?: Target;
   /** Target for the sessions=N / sessions=1 row. */
   poolTarget?: Target;
+  /** A sessions=N / sessions=1 row without a target. */
+  poolRatio?: boolean;
   runs: number;
   /** One measurement through ports `c` (direct: the destinations themselves). */
   measure(c: Column): Promise<number>;
@@ -159,6 +162,17 @@ function figures(ctx: Ctx, name: string, link: Link): Figure[] {
       direct: true,
     },
     {
+      key: `${name}-pgbench-range-8`,
+      label: 'pgbench, 8 clients, 10-row range select (~1.3 KB answers)',
+      unit: 'tps',
+      better: 'higher',
+      poolRatio: true,
+      runs: plan.runs,
+      needsPg: true,
+      measure: (c) => pgbenchTps(ctx.pg!, c.pg!, 8, plan.pgSeconds, 'range'),
+      direct: true,
+    },
+    {
       key: `${name}-read-4`,
       label: `parallel read like pg_dump -j 4: 4 conns x ${fmtMB(plan.wanRead / 4)}`,
       unit: 'MB/s',
@@ -186,6 +200,29 @@ function figures(ctx: Ctx, name: string, link: Link): Figure[] {
 
 function fmtMB(bytes: number): string {
   return bytes % MiB === 0 ? `${bytes / MiB} MiB` : `${(bytes / MB).toFixed(1)} MB`;
+}
+
+/**
+ * Why `pgbench -S -c 8` cannot gain from a pool: a client sends its next query only once the answer
+ * to the last one is back, and the agent reads a session's answers at most once per read interval
+ * (1 ms sleep + the read, SPEC 10.8), however many sessions there are; an ~80-byte answer never fills
+ * a 1024-byte read, so the eight share each read instead of waiting for one another. No client, with
+ * any number of sessions, passes 8 / max(RTT, read interval). The interval is taken from the
+ * 1-connection download of the same run (one full 1024-byte read per interval).
+ */
+function pgbenchCeiling(name: string, label: string, link: Link, rows: Row[]): Row[] {
+  const down1 = rows.find((r) => r.key === `${name}-down-1-s1`)?.cells.ssmtun?.value;
+  if (!rows.some((r) => r.key.startsWith(`${name}-pgbench-8-`)) || !down1) return [];
+  const readMs = 1024 / ((down1 * MB) / 1000);
+  const r = row(
+    `${name}-pgbench-ceiling`,
+    `${label}pgbench -S, 8 clients: ceiling for any client and sessions, 8 / max(RTT, ${readMs.toFixed(2)} ms agent read)`,
+    'tps',
+    'higher',
+    'none',
+  );
+  record(r, 'ssmtun', 8000 / Math.max(link.rttMs, readMs));
+  return [r];
 }
 
 /**
@@ -393,7 +430,7 @@ function linkPart(name: string, link: Link): BenchPart {
           // The pool against one session, from the same runs.
           const base = byN.get(1)?.cells.ssmtun?.value;
           for (const [n, r] of byN) {
-            if (n === 1 || !f.poolTarget) continue;
+            if (n === 1 || !(f.poolTarget || f.poolRatio)) continue;
             const s = row(
               `${f.key}-pool-${n}`,
               `${label}${f.label}: sessions=${n} / sessions=1`,
@@ -408,6 +445,7 @@ function linkPart(name: string, link: Link): BenchPart {
             summary.push(s);
           }
         }
+        summary.push(...pgbenchCeiling(name, label, link, rows));
         if (link.rttMs > 0)
           summary.push(...(await lazySlope(ctx, link, label, pools.get(ctx.opts.sessions[0]))));
         // The pool comparisons close the part's own rows, not the section's summaries.
