@@ -48,8 +48,11 @@ export interface Client {
   pids(section: SectionName): number[];
   /** One lazy-open measurement: from nothing open to the first echoed byte (ms). */
   lazyFirstByte?(section: SectionName): Promise<number>;
-  /** RSS (bytes) of this client holding 10 tunnels that are never connected. */
-  idleRss10?(): Promise<number>;
+  /**
+   * RSS (bytes) of this client holding 10 tunnels that are never connected; and, where the client
+   * can tell, once one of them has opened and closed a session (the AWS SDK is loaded by then).
+   */
+  idleRss10?(): Promise<{ fresh: number; afterUse?: number }>;
   /** Data-channel retransmissions so far on the section's bench-server tunnel, where the client tells. */
   retransmissions?(section: SectionName): Promise<number>;
   /**
@@ -78,10 +81,10 @@ export interface Env {
  * have passed and three samples in a row agree within 1 MB (at most 45 s); the median of those
  * three. The start-up figure is logged too.
  */
-async function settledRss(pids: number[]): Promise<number> {
+async function settledRss(pids: number[], since = 'start'): Promise<number> {
   const started = Date.now();
   await sleep(3000);
-  log(`RSS 3 s after start: ${(treeRss(pids) / MB).toFixed(1)} MB`);
+  log(`RSS 3 s after ${since}: ${(treeRss(pids) / MB).toFixed(1)} MB`);
   const last: number[] = [];
   for (;;) {
     last.push(treeRss(pids));
@@ -189,7 +192,7 @@ export class SsmtunClient implements Client {
     return st.retransmissions;
   }
 
-  async idleRss10(): Promise<number> {
+  async idleRss10(): Promise<{ fresh: number; afterUse: number }> {
     const defs: TunnelDef[] = [];
     for (let i = 0; i < 10; i++) {
       defs.push({
@@ -204,7 +207,10 @@ export class SsmtunClient implements Client {
       nodeArgs: this.env.daemonNodeArgs.filter((a) => !a.startsWith('--cpu-prof')),
     });
     try {
-      return await settledRss([d.pid]);
+      const fresh = await settledRss([d.pid]);
+      await timeToFirstByte(defs[0].localPort);
+      await closeTunnel(d, defs[0].name);
+      return { fresh, afterUse: await settledRss([d.pid], 'the session closed') };
     } finally {
       await d.stop();
     }
@@ -330,7 +336,7 @@ export class CmdClient implements Client {
     }
   }
 
-  async idleRss10(): Promise<number> {
+  async idleRss10(): Promise<{ fresh: number }> {
     const ps: Plugin[] = [];
     try {
       for (let i = 0; i < 10; i++) {
@@ -338,7 +344,7 @@ export class CmdClient implements Client {
         ps.push(p);
         this.extra.add(p);
       }
-      return await settledRss(ps.map((p) => p.proc.pid));
+      return { fresh: await settledRss(ps.map((p) => p.proc.pid)) };
     } finally {
       await Promise.all(ps.map((p) => p.proc.stop('SIGINT')));
       for (const p of ps) this.extra.delete(p);
