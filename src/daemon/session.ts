@@ -147,6 +147,7 @@ export class ClientSession {
         now: Date.now(),
         clock: Date.now,
         basicGate: opts.basicQuietMs !== undefined ? { quietMs: opts.basicQuietMs } : undefined,
+        coalesce: (flush) => setImmediate(flush),
       },
       {
         sendStream: (type, payload) => this.channel.sendStream(type, payload),

@@ -63,6 +63,13 @@ export interface PortSessionOptions {
    * unacknowledged, so the agent resends it.
    */
   maxEarlyOutputBytes?: number;
+  /**
+   * Mux mode: runs `flush` later in the same turn of the caller's event loop (setImmediate), so the
+   * smux frames of several connections that became readable together leave in one Output message,
+   * as the plugin's 1024-byte pipe reads carry them (SPEC 10.3.1), instead of one message, one
+   * digest and one ack each. Without it every frame is sent at once.
+   */
+  coalesce?: (flush: () => void) => void;
 }
 
 const DEFAULT_MAX_EARLY_OUTPUT = 256 * 1024;
@@ -74,6 +81,7 @@ export class PortSession {
   private smux: SmuxSession | undefined;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  private flushScheduled = false;
   private basicConn: number | undefined;
   private nextBasicConn = 1;
   private basicEverAttached = false;
@@ -270,6 +278,7 @@ export class PortSession {
   /** In-band TerminateSession flag (only when `sessionInfo.terminateFlag`). */
   terminate(): void {
     if (this.dead) return;
+    this.flushOutput(true);
     this.handlers.sendStream(PayloadType.Flag, encodeFlag(PayloadFlag.TerminateSession));
     this.close();
   }
@@ -311,8 +320,19 @@ export class PortSession {
   }
 
   /** smux output is one byte stream; pack it into Output payloads of at most maxPayload bytes. */
-  private flushOutput(): void {
+  private flushOutput(now = false): void {
     if (this.pendingBytes === 0) return;
+    // A full message's worth goes at once: waiting would only delay bulk data.
+    if (!now && this.opts.coalesce && this.pendingBytes < this.maxPayload) {
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        this.opts.coalesce(() => {
+          this.flushScheduled = false;
+          if (!this.dead) this.flushOutput(true);
+        });
+      }
+      return;
+    }
     const chunks = this.pending;
     const total = this.pendingBytes;
     this.pending = [];
