@@ -115,7 +115,7 @@ describe('mux output coalescing', () => {
   it('sends the frames of three connections written in one turn as one Output message', () => {
     const s = muxSession(true);
     const ids = [0, 1, 2].map(() => s.port.openConnection());
-    ids.forEach((id, i) => s.port.write(id, Buffer.from(`query ${i}`)));
+    for (const [i, id] of ids.entries()) s.port.write(id, Buffer.from(`query ${i}`));
     expect(s.outputs()).toEqual([]);
     expect(s.scheduledCount()).toBe(1);
     s.endTurn();
