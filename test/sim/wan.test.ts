@@ -250,6 +250,10 @@ describe('WanLink', () => {
     await done;
     expect(order).toEqual(Array.from({ length: n }, (_, i) => i));
     expect(early).toEqual([]);
+    // The link's own account of its timing error agrees: never more than EARLY_MS early.
+    expect(link.stats.lateMsMax).toBeGreaterThanOrEqual(-EARLY_MS);
+    expect(link.stats.lateMsTotal / n).toBeGreaterThanOrEqual(-EARLY_MS);
+    expect(link.stats.lateMsTotal / n).toBeLessThanOrEqual(link.stats.lateMsMax);
     // 300 kB at 80 Mbit/s (10 kB per ms) needs 30 ms of serialisation before the last one leaves.
     expect(performance.now() - sent[0]).toBeGreaterThanOrEqual(30 + oneWayMs - EARLY_MS);
     link.dispose();

@@ -59,6 +59,9 @@ export interface WanLinkStats {
   inFlight: number;
   /** Largest number ever in flight at once. */
   maxInFlight: number;
+  /** Sum and largest of (delivered - due) in ms over delivered frames: the model's own timing error. */
+  lateMsTotal: number;
+  lateMsMax: number;
 }
 
 export class WanSpecError extends Error {
@@ -135,7 +138,14 @@ export class WanLink {
   /** When the last frame handed to it arrives; no later frame may arrive sooner. */
   private lastAt = 0;
   private disposed = false;
-  readonly stats: WanLinkStats = { frames: 0, bytes: 0, inFlight: 0, maxInFlight: 0 };
+  readonly stats: WanLinkStats = {
+    frames: 0,
+    bytes: 0,
+    inFlight: 0,
+    maxInFlight: 0,
+    lateMsTotal: 0,
+    lateMsMax: 0,
+  };
 
   constructor(
     private readonly params: LinkParams,
@@ -179,6 +189,9 @@ export class WanLink {
     while (this.head < this.queue.length && this.queue[this.head].at <= now) {
       const item = this.queue[this.head];
       this.queue[this.head++] = undefined as unknown as InFlight;
+      const late = now - EARLY_MS - item.at;
+      this.stats.lateMsTotal += late;
+      if (late > this.stats.lateMsMax) this.stats.lateMsMax = late;
       try {
         item.deliver();
       } catch {
