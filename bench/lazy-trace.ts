@@ -1,6 +1,7 @@
 /**
- * `npx tsx bench/lazy-trace.ts [RTT_MS] [RUNS]`: the timeline of the last of RUNS lazy opens (default 3) over the simulator's WAN
- * model (default 30 ms RTT), in round trips, to see which of them a change removed or overlapped.
+ * `npx tsx bench/lazy-trace.ts [RTT_MS] [RUNS]`: the timeline of the last of RUNS lazy opens
+ * (default 3) over the simulator's WAN model (default 30 ms RTT), in round trips and ms, to see which
+ * of them a change removed or overlapped; `TRACE_IN=1` adds what the daemon and the agent receive.
  * An in-process simulator and the daemon's ClientSession; every WebSocket frame any of them sends
  * is stamped (acks left out) by wrapping ws's send, which is why this is a diagnostic, not a test.
  * The SDK client makes one StartSession first, as a daemon that resolved it at start would have.

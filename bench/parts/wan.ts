@@ -4,9 +4,10 @@
  * carry `sessions = N` (written only for N > 1). Figures: download over 1 and 8 connections, upload
  * over 1, `pgbench -S -c 8` with the ceiling the agent's read rate puts on it, `pgbench -c 8` with
  * answers larger than one agent read (RANGE_SCRIPT), a `pg_dump -j 4`-like parallel read (4
- * connections, each a quarter of the bytes from the source server), and the lazy open in ms and RTTs. Direct is a direct TCP
- * connection with no WAN; the WAN's own ceiling is in the notes; "sessions=N / sessions=1" rows
- * compare the pool with one session, measured in the same runs. Runs once, in the last section.
+ * connections, each a quarter of the bytes from the source server), and the lazy open in ms and
+ * RTTs. Direct is a direct TCP connection with no WAN; the WAN's own ceiling is in the notes;
+ * "sessions=N / sessions=1" rows compare the pool with one session, measured in the same runs.
+ * Runs once, in the last section.
  */
 
 import { timeToFirstByte } from '../net.js';
