@@ -460,17 +460,7 @@ describe('reorder buffer bounds (issue 14)', () => {
     const seq = ch.sendStream(PayloadType.Output, Buffer.from('x'));
     expect(ch.isAcknowledged(seq)).toBe(false);
     expect(ch.isAcknowledged(seq + 1)).toBe(false);
-    ch.receive(
-      encodeMessage({
-        messageType: MessageType.Acknowledge,
-        sequenceNumber: 0,
-        flags: 3,
-        payloadType: 0,
-        payload: Buffer.from(
-          `{"AcknowledgedMessageType":"input_stream_data","AcknowledgedMessageId":"00000000-0000-4000-8000-000000000000","AcknowledgedMessageSequenceNumber":${seq},"IsSequentialMessage":true}`,
-        ),
-      }),
-    );
+    ch.receive(ack(seq));
     expect(ch.isAcknowledged(seq)).toBe(true);
   });
 });
