@@ -82,6 +82,11 @@ export class PortSession {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private flushScheduled = false;
+  /** One closure for every scheduled flush, not one per turn. */
+  private readonly scheduledFlush = (): void => {
+    this.flushScheduled = false;
+    if (!this.dead) this.flushOutput(true);
+  };
   private basicConn: number | undefined;
   private nextBasicConn = 1;
   private basicEverAttached = false;
@@ -326,10 +331,7 @@ export class PortSession {
     if (!now && this.opts.coalesce && this.pendingBytes < this.maxPayload) {
       if (!this.flushScheduled) {
         this.flushScheduled = true;
-        this.opts.coalesce(() => {
-          this.flushScheduled = false;
-          if (!this.dead) this.flushOutput(true);
-        });
+        this.opts.coalesce(this.scheduledFlush);
       }
       return;
     }
